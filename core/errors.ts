@@ -1,0 +1,44 @@
+/**
+ * One error type for the whole project, with a closed set of codes and a retryable flag.
+ * Adapters (gRPC, CLI) map codes to their own status vocabulary; the core only throws LavieError.
+ */
+export type ErrorCode =
+  | "invalid_argument" // bad input from a user: names the field and what is allowed
+  | "not_found"
+  | "failed_precondition" // e.g. a model directory that does not satisfy the contract
+  | "resource_exhausted"
+  | "cancelled"
+  | "deadline_exceeded"
+  | "unavailable" // transient: a runner or server went away; retry elsewhere
+  | "internal";
+
+export class LavieError extends Error {
+  override readonly name = "LavieError";
+  readonly code: ErrorCode;
+  /** The input field or file the error is about, when there is one. */
+  readonly field: string | undefined;
+  readonly retryable: boolean;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { field?: string; retryable?: boolean; cause?: unknown } = {},
+  ) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.code = code;
+    this.field = opts.field;
+    this.retryable = opts.retryable ?? (code === "unavailable" || code === "deadline_exceeded");
+  }
+
+  /** Normalises anything thrown at a boundary into a LavieError. */
+  static from(err: unknown): LavieError {
+    if (err instanceof LavieError) return err;
+    if (err instanceof Error) return new LavieError("internal", err.message, { cause: err });
+    return new LavieError("internal", String(err));
+  }
+}
+
+/** Shorthand for the most common error: a named field with a value outside what is allowed. */
+export function invalidArgument(field: string, message: string): LavieError {
+  return new LavieError("invalid_argument", `${field}: ${message}`, { field });
+}
