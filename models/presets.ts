@@ -1,0 +1,259 @@
+/**
+ * Model presets. `lavie` is the published configuration (parameter counts only: its weights are
+ * never materialized here); `small` is the demo/benchmark size; `tiny` runs the whole cascade in
+ * seconds on 2 CPU cores for tests. All keep LaVie's structure and I/O contract.
+ */
+import { invalidArgument } from "../core/errors.ts";
+import type { TemporalAttentionConfig, TextEncoderConfig, UNetConfig, VaeConfig } from "./configs.ts";
+
+export type PresetName = "tiny" | "small" | "lavie";
+export const PRESET_NAMES: readonly PresetName[] = ["tiny", "small", "lavie"];
+
+export interface Preset {
+  name: PresetName;
+  /** Whether weights can be built and run on this kind of machine. */
+  runnable: boolean;
+  /** Base video size in pixels (the UNets accept other sizes that their downsampling allows). */
+  base: { frames: number; height: number; width: number };
+  clipText: TextEncoderConfig;
+  baseUnet: UNetConfig;
+  interpUnet: UNetConfig;
+  vsrText: TextEncoderConfig;
+  vsrUnet: UNetConfig;
+  sdVae: VaeConfig;
+  x4Vae: VaeConfig;
+  /** Default denoising steps per stage (LaVie: 50 each). */
+  steps: { base: number; interpolation: number; vsr: number };
+}
+
+const LAVIE_TEMPORAL: TemporalAttentionConfig = {
+  ropeDim: 32,
+  biasBuckets: 32,
+  biasMaxDistance: 32,
+  placement: "before_ff",
+};
+const INTERP_TEMPORAL: TemporalAttentionConfig = {
+  ropeDim: 0,
+  biasBuckets: 0,
+  biasMaxDistance: 0,
+  placement: "after_ff",
+};
+
+function sdUnet(over: Partial<UNetConfig>): UNetConfig {
+  return {
+    inChannels: 4,
+    outChannels: 4,
+    blockChannels: [320, 640, 1280, 1280],
+    attention: [true, true, true, false],
+    onlyCrossAttention: [false, false, false, false],
+    layersPerBlock: 2,
+    heads: 8,
+    crossAttentionDim: 768,
+    groups: 32,
+    timeEmbedDim: 1280,
+    linearProjection: false,
+    sparseCausal: false,
+    temporal: LAVIE_TEMPORAL,
+    classEmbeddings: 0,
+    temporalModules: false,
+    ...over,
+  };
+}
+
+function x4Unet(over: Partial<UNetConfig>): UNetConfig {
+  return sdUnet({
+    inChannels: 7,
+    blockChannels: [256, 512, 512, 1024],
+    attention: [false, true, true, true],
+    onlyCrossAttention: [false, true, true, false],
+    crossAttentionDim: 1024,
+    timeEmbedDim: 1024,
+    linearProjection: true,
+    classEmbeddings: 1000,
+    temporalModules: true,
+    ...over,
+  });
+}
+
+const lavie: Preset = {
+  name: "lavie",
+  runnable: false,
+  base: { frames: 16, height: 320, width: 512 },
+  clipText: {
+    vocabSize: 49408,
+    positions: 77,
+    width: 768,
+    layers: 12,
+    heads: 12,
+    mlp: 3072,
+    activation: "quick_gelu",
+  },
+  baseUnet: sdUnet({}),
+  interpUnet: sdUnet({ inChannels: 8, sparseCausal: true, temporal: INTERP_TEMPORAL }),
+  vsrText: {
+    vocabSize: 49408,
+    positions: 77,
+    width: 1024,
+    layers: 23,
+    heads: 16,
+    mlp: 4096,
+    activation: "gelu",
+  },
+  vsrUnet: x4Unet({}),
+  sdVae: {
+    latentChannels: 4,
+    blockChannels: [128, 256, 512, 512],
+    layersPerBlock: 2,
+    groups: 32,
+    scalingFactor: 0.18215,
+  },
+  x4Vae: {
+    latentChannels: 4,
+    blockChannels: [128, 256, 512],
+    layersPerBlock: 2,
+    groups: 32,
+    scalingFactor: 0.08333,
+  },
+  steps: { base: 50, interpolation: 50, vsr: 50 },
+};
+
+const small: Preset = {
+  name: "small",
+  runnable: true,
+  base: { frames: 16, height: 64, width: 96 },
+  clipText: {
+    vocabSize: 4096,
+    positions: 77,
+    width: 256,
+    layers: 4,
+    heads: 4,
+    mlp: 1024,
+    activation: "quick_gelu",
+  },
+  baseUnet: sdUnet({
+    blockChannels: [64, 128, 192],
+    attention: [true, true, false],
+    onlyCrossAttention: [false, false, false],
+    layersPerBlock: 1,
+    heads: 4,
+    crossAttentionDim: 256,
+    groups: 16,
+    timeEmbedDim: 256,
+  }),
+  interpUnet: sdUnet({
+    inChannels: 8,
+    blockChannels: [64, 128, 192],
+    attention: [true, true, false],
+    onlyCrossAttention: [false, false, false],
+    layersPerBlock: 1,
+    heads: 4,
+    crossAttentionDim: 256,
+    groups: 16,
+    timeEmbedDim: 256,
+    sparseCausal: true,
+    temporal: INTERP_TEMPORAL,
+  }),
+  vsrText: { vocabSize: 4096, positions: 77, width: 320, layers: 4, heads: 4, mlp: 1280, activation: "gelu" },
+  vsrUnet: x4Unet({
+    blockChannels: [16, 32, 64],
+    attention: [false, true, true],
+    onlyCrossAttention: [false, true, false],
+    layersPerBlock: 1,
+    heads: 4,
+    crossAttentionDim: 320,
+    groups: 8,
+    timeEmbedDim: 64,
+  }),
+  sdVae: {
+    latentChannels: 4,
+    blockChannels: [32, 64, 64, 64],
+    layersPerBlock: 1,
+    groups: 16,
+    scalingFactor: 0.18215,
+  },
+  x4Vae: {
+    latentChannels: 4,
+    blockChannels: [16, 32, 64],
+    layersPerBlock: 1,
+    groups: 8,
+    scalingFactor: 0.08333,
+  },
+  steps: { base: 20, interpolation: 10, vsr: 10 },
+};
+
+const tiny: Preset = {
+  name: "tiny",
+  runnable: true,
+  base: { frames: 16, height: 32, width: 48 },
+  clipText: {
+    vocabSize: 1024,
+    positions: 77,
+    width: 32,
+    layers: 2,
+    heads: 2,
+    mlp: 64,
+    activation: "quick_gelu",
+  },
+  baseUnet: sdUnet({
+    blockChannels: [32, 64],
+    attention: [true, false],
+    onlyCrossAttention: [false, false],
+    layersPerBlock: 1,
+    heads: 2,
+    crossAttentionDim: 32,
+    groups: 8,
+    timeEmbedDim: 64,
+  }),
+  interpUnet: sdUnet({
+    inChannels: 8,
+    blockChannels: [32, 64],
+    attention: [true, false],
+    onlyCrossAttention: [false, false],
+    layersPerBlock: 1,
+    heads: 2,
+    crossAttentionDim: 32,
+    groups: 8,
+    timeEmbedDim: 64,
+    sparseCausal: true,
+    temporal: INTERP_TEMPORAL,
+  }),
+  vsrText: { vocabSize: 1024, positions: 77, width: 48, layers: 2, heads: 2, mlp: 96, activation: "gelu" },
+  vsrUnet: x4Unet({
+    blockChannels: [8, 16, 16],
+    attention: [false, true, true],
+    onlyCrossAttention: [false, true, false],
+    layersPerBlock: 1,
+    heads: 2,
+    crossAttentionDim: 48,
+    groups: 4,
+    timeEmbedDim: 32,
+  }),
+  sdVae: {
+    latentChannels: 4,
+    blockChannels: [8, 16, 16, 16],
+    layersPerBlock: 1,
+    groups: 4,
+    scalingFactor: 0.18215,
+  },
+  x4Vae: {
+    latentChannels: 4,
+    blockChannels: [8, 16, 16],
+    layersPerBlock: 1,
+    groups: 4,
+    scalingFactor: 0.08333,
+  },
+  steps: { base: 6, interpolation: 4, vsr: 4 },
+};
+
+const PRESETS: Record<PresetName, Preset> = { tiny, small, lavie };
+
+export function getPreset(name: string): Preset {
+  const p = PRESETS[name as PresetName];
+  if (!p) throw invalidArgument("preset", `unknown preset "${name}"; allowed: ${PRESET_NAMES.join(", ")}`);
+  return p;
+}
+
+/** Spatial divisor a UNet needs on its latent/low-res input: 2^(levels-1). */
+export function unetDivisor(c: UNetConfig): number {
+  return 2 ** (c.blockChannels.length - 1);
+}
