@@ -1,0 +1,217 @@
+/**
+ * A generation job: what the user asked for (JobRequest, every field optional but the prompt) and
+ * the validated, defaults-filled form every other module uses (JobSpec). Validation happens once,
+ * here, before any work starts; errors name the field and what is allowed.
+ *
+ *   const spec = resolveJob({ prompt: "a panda playing guitar", seed: 7 }, limitsOf(manifest));
+ */
+import { invalidArgument } from "./errors.ts";
+import { SAMPLER_NAMES, type SamplerName, stagePreset, validateGuidanceScale } from "./samplers/index.ts";
+
+export type StopAfter = "base" | "interpolation" | "vsr";
+export const STOP_AFTER: readonly StopAfter[] = ["base", "interpolation", "vsr"];
+
+/** What the models allow: filled from the model directory's manifest. */
+export interface ModelLimits {
+  preset: string;
+  /** Default base video size in pixels and frames. */
+  base: { frames: number; height: number; width: number };
+  /** Spatial divisor of each UNet on its own input (latent for base/interp, low-res pixels for VSR). */
+  divisor: { base: number; interpolation: number; vsr: number };
+  /** VAE pixel/latent factors. */
+  vaeFactor: number;
+  vsrScale: number;
+  defaultSteps: { base: number; interpolation: number; vsr: number };
+  /** Max tokens per prompt including start/end tokens (77). */
+  maxTokens: number;
+}
+
+export interface StageRequest {
+  steps?: number;
+  guidance?: number;
+  sampler?: string;
+  negativePrompt?: string;
+  eta?: number;
+}
+
+export interface JobRequest {
+  prompt: string;
+  seed?: number;
+  stopAfter?: string;
+  height?: number;
+  width?: number;
+  frames?: number;
+  base?: StageRequest;
+  interpolation?: StageRequest & { chunkFrames?: number; chunkOverlap?: number };
+  vsr?: StageRequest & { noiseLevel?: number; chunkFrames?: number; patch?: number; patchOverlap?: number };
+  decode?: { baseFrames?: number; vsrFrames?: number; vsrTile?: number; vsrTileOverlap?: number };
+}
+
+export interface StageSpec {
+  steps: number;
+  guidance: number;
+  sampler: SamplerName;
+  eta: number;
+  negativePrompt: string;
+  /** Appended to the prompt for this stage (interpolation: ", 4k."). */
+  promptSuffix: string;
+}
+
+export interface JobSpec {
+  prompt: string;
+  seed: number;
+  preset: string;
+  stopAfter: StopAfter;
+  frames: number;
+  height: number;
+  width: number;
+  base: StageSpec;
+  /** chunkFrames 0 = the whole sequence in one task (the official behaviour). */
+  interpolation: StageSpec & { chunkFrames: number; chunkOverlap: number };
+  /** patch 0 = whole frames; sizes in low-res pixels. */
+  vsr: StageSpec & { noiseLevel: number; chunkFrames: number; patch: number; patchOverlap: number };
+  decode: { baseFrames: number; vsrFrames: number; vsrTile: number; vsrTileOverlap: number };
+}
+
+export const MAX_PROMPT_CHARS = 2000;
+/** Low-res frames larger than this (pixels) are VAE-decoded in spatial tiles unless a tile is given. */
+export const AUTO_TILE_PIXELS = 4096;
+const MAX_SEED = Number.MAX_SAFE_INTEGER;
+
+function int(field: string, v: unknown, lo: number, hi: number): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < lo || v > hi) {
+    throw invalidArgument(field, `must be an integer in ${lo}..${hi}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function str(field: string, v: unknown, max: number): string {
+  if (typeof v !== "string") throw invalidArgument(field, `must be a string, got ${typeof v}`);
+  if (v.length > max) throw invalidArgument(field, `must be at most ${max} characters, got ${v.length}`);
+  return v;
+}
+
+function stage(
+  name: "base" | "interpolation" | "vsr",
+  r: StageRequest | undefined,
+  defaultSteps: number,
+): StageSpec {
+  const p = stagePreset(name);
+  const req = r ?? {};
+  const sampler = req.sampler ?? (p.sampler.sampler as string);
+  if (!(SAMPLER_NAMES as readonly string[]).includes(sampler)) {
+    throw invalidArgument(
+      `${name}.sampler`,
+      `unknown sampler "${sampler}"; allowed: ${SAMPLER_NAMES.join(", ")}`,
+    );
+  }
+  let guidance: number;
+  try {
+    guidance = validateGuidanceScale(req.guidance ?? p.guidanceScale);
+  } catch (e) {
+    throw invalidArgument(`${name}.guidance`, (e as Error).message.replace(/^[^:]*: /, ""));
+  }
+  const eta = req.eta ?? 0;
+  if (typeof eta !== "number" || !(eta >= 0 && eta <= 1)) {
+    throw invalidArgument(`${name}.eta`, `must be a number in [0, 1], got ${JSON.stringify(eta)}`);
+  }
+  if (eta > 0 && sampler !== "ddim")
+    throw invalidArgument(`${name}.eta`, "eta > 0 is only allowed with the ddim sampler");
+  return {
+    steps: int(`${name}.steps`, req.steps ?? defaultSteps, 1, 1000),
+    guidance,
+    sampler: sampler as SamplerName,
+    eta,
+    negativePrompt: str(`${name}.negativePrompt`, req.negativePrompt ?? p.negativePrompt, MAX_PROMPT_CHARS),
+    promptSuffix: p.promptSuffix,
+  };
+}
+
+function multiple(field: string, v: number, m: number, unit: string): void {
+  if (v % m !== 0)
+    throw invalidArgument(field, `must be a multiple of ${m} ${unit} for these models, got ${v}`);
+}
+
+/** Validates a request against the model limits and fills defaults. Throws before any work starts. */
+export function resolveJob(req: JobRequest, limits: ModelLimits): JobSpec {
+  if (req === null || typeof req !== "object") throw invalidArgument("request", "must be an object");
+  const prompt = str("prompt", req.prompt, MAX_PROMPT_CHARS);
+  if (prompt.trim().length === 0) throw invalidArgument("prompt", "must not be empty");
+  const seed = int("seed", req.seed ?? 0, 0, MAX_SEED);
+  const stopAfter = (req.stopAfter ?? "vsr") as StopAfter;
+  if (!STOP_AFTER.includes(stopAfter)) {
+    throw invalidArgument("stopAfter", `unknown stage "${req.stopAfter}"; allowed: ${STOP_AFTER.join(", ")}`);
+  }
+  const frames = int("frames", req.frames ?? limits.base.frames, 2, 64);
+  const height = int("height", req.height ?? limits.base.height, 8, 4096);
+  const width = int("width", req.width ?? limits.base.width, 8, 4096);
+  const px = limits.vaeFactor * limits.divisor.base;
+  multiple("height", height, px, "pixels");
+  multiple("width", width, px, "pixels");
+  multiple("height", height, limits.vaeFactor * limits.divisor.interpolation, "pixels");
+  multiple("width", width, limits.vaeFactor * limits.divisor.interpolation, "pixels");
+  multiple("height", height, limits.divisor.vsr, "pixels");
+  multiple("width", width, limits.divisor.vsr, "pixels");
+
+  const outFrames = (frames - 1) * 4 + 1;
+  const interp = req.interpolation ?? {};
+  const chunkFrames = int("interpolation.chunkFrames", interp.chunkFrames ?? 0, 0, outFrames);
+  if (chunkFrames !== 0 && chunkFrames < 2)
+    throw invalidArgument("interpolation.chunkFrames", "must be 0 (whole) or >= 2");
+  const chunkOverlap = int(
+    "interpolation.chunkOverlap",
+    interp.chunkOverlap ?? 0,
+    0,
+    Math.max(0, chunkFrames - 1),
+  );
+
+  const v = req.vsr ?? {};
+  const vsrChunk = int("vsr.chunkFrames", v.chunkFrames ?? 8, 1, outFrames);
+  const maxSide = Math.max(height, width);
+  const patch = int("vsr.patch", v.patch ?? 0, 0, maxSide);
+  if (patch !== 0) multiple("vsr.patch", patch, limits.divisor.vsr, "low-res pixels");
+  const patchOverlap = int("vsr.patchOverlap", v.patchOverlap ?? 0, 0, Math.max(0, patch - 1));
+  if (patch !== 0) multiple("vsr.patchOverlap", patchOverlap, limits.divisor.vsr, "low-res pixels");
+  const noiseLevel = int("vsr.noiseLevel", v.noiseLevel ?? 50, 0, 999);
+
+  const d = req.decode ?? {};
+  // The x4 VAE decoder's mid-block attention is quadratic in the latent's pixels: past
+  // AUTO_TILE_PIXELS the default decodes in overlapping spatial tiles (32 px, overlap 8).
+  const autoTile = d.vsrTile === undefined && height * width > AUTO_TILE_PIXELS;
+  const vsrTile = int("decode.vsrTile", d.vsrTile ?? (autoTile ? 32 : 0), 0, maxSide);
+  const vsrTileOverlap = int(
+    "decode.vsrTileOverlap",
+    d.vsrTileOverlap ?? (autoTile ? 8 : 0),
+    0,
+    Math.max(0, vsrTile - 1),
+  );
+
+  return {
+    prompt,
+    seed,
+    preset: limits.preset,
+    stopAfter,
+    frames,
+    height,
+    width,
+    base: stage("base", req.base, limits.defaultSteps.base),
+    interpolation: {
+      ...stage("interpolation", interp, limits.defaultSteps.interpolation),
+      chunkFrames,
+      chunkOverlap,
+    },
+    vsr: {
+      ...stage("vsr", v, limits.defaultSteps.vsr),
+      noiseLevel,
+      chunkFrames: vsrChunk,
+      patch,
+      patchOverlap,
+    },
+    decode: {
+      baseFrames: int("decode.baseFrames", d.baseFrames ?? 4, 1, frames),
+      vsrFrames: int("decode.vsrFrames", d.vsrFrames ?? 4, 1, outFrames),
+      vsrTile,
+      vsrTileOverlap,
+    },
+  };
+}

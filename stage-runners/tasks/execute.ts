@@ -1,0 +1,224 @@
+/**
+ * What each task kind computes. Used as it is by the in-process executor and by stage runners:
+ * inputs come through ctx.read (assembled boxes of earlier tensors), networks through ctx.run, so
+ * the same task gives the same tile wherever it runs.
+ */
+
+import type {
+  DecodeTask,
+  EncodeTask,
+  InterpDenoiseTask,
+  NetworkId,
+  Plan,
+  StageName,
+  Task,
+  TensorRead,
+  TextTask,
+  VsrDenoiseTask,
+} from "../../coordinator/plan/types.ts";
+import { LavieError } from "../../core/errors.ts";
+import type { JobSpec, StageSpec } from "../../core/job.ts";
+import { noiseBox } from "../../core/noise/index.ts";
+import {
+  applyStep,
+  augmentLowRes,
+  cfgCombineBatched,
+  planSampler,
+  scaleModelInput,
+  stageSamplerConfig,
+} from "../../core/samplers/index.ts";
+import { type Box, type Tensor, tensor, writeBox } from "../../core/tensor.ts";
+
+import type { Feed } from "../ort/protocol.ts";
+
+export type { Feed };
+
+export interface TaskContext {
+  readonly spec: JobSpec;
+  readonly plan: Plan;
+  read(r: TensorRead): Promise<Tensor>;
+  run(network: NetworkId, feeds: Record<string, Feed>, signal?: AbortSignal): Promise<Record<string, Tensor>>;
+  tokenize(network: NetworkId, text: string): BigInt64Array;
+  /** Called with the number of units done so far (denoising steps). */
+  progress?(done: number): void;
+  readonly signal?: AbortSignal;
+}
+
+export async function executeTask(task: Task, ctx: TaskContext): Promise<Tensor> {
+  switch (task.kind) {
+    case "text":
+      return encodeText(task, ctx);
+    case "base_denoise": {
+      const shape = ctx.plan.tensors[task.output.tensor]!.tiles.shape;
+      const text = await ctx.read(task.text);
+      return denoise(
+        ctx,
+        "base",
+        ctx.spec.base,
+        shape,
+        { start: shape.map(() => 0), size: shape },
+        text,
+        null,
+        null,
+      );
+    }
+    case "interp_denoise":
+      return interpDenoise(task, ctx);
+    case "vsr_denoise":
+      return vsrDenoise(task, ctx);
+    case "vae_decode":
+      return decode(task, ctx);
+    case "vae_encode":
+      return encode(task, ctx);
+  }
+}
+
+const f32 = (t: Tensor): Feed => ({ dtype: "float32", shape: [...t.shape], data: t.data });
+
+function output(outs: Record<string, Tensor>, name: string, network: NetworkId): Tensor {
+  const t = outs[name];
+  if (!t) throw new LavieError("internal", `network ${network} returned no output "${name}"`);
+  return t;
+}
+
+async function encodeText(task: TextTask, ctx: TaskContext): Promise<Tensor> {
+  const network = task.networks[0]!;
+  const ids = new BigInt64Array(2 * 77);
+  ids.set(ctx.tokenize(network, task.prompts[0]), 0);
+  ids.set(ctx.tokenize(network, task.prompts[1]), 77);
+  const outs = await ctx.run(
+    network,
+    { input_ids: { dtype: "int64", shape: [2, 77], data: ids } },
+    ctx.signal,
+  );
+  return output(outs, "last_hidden_state", network);
+}
+
+/** [1, C, f, h, w] <-> [f, C, h, w] (the frames-as-batch layout of the VAEs). */
+function swapChannelsFrames(t: Tensor): Tensor {
+  const [a, b, c, h, w] = t.shape as [number, number, number, number, number];
+  const out = new Float32Array(t.data.length);
+  const hw = h * w;
+  // input [a(=1), b, c, h, w] -> output [c, b, h, w]  or [b, a... ] symmetric for a == 1
+  if (a !== 1) throw new LavieError("internal", "swapChannelsFrames expects a leading 1");
+  for (let i = 0; i < b; i++)
+    for (let j = 0; j < c; j++)
+      out.set(t.data.subarray((i * c + j) * hw, (i * c + j + 1) * hw), (j * b + i) * hw);
+  return { shape: [1, c, b, h, w], data: out };
+}
+
+async function decode(task: DecodeTask, ctx: TaskContext): Promise<Tensor> {
+  const network = task.networks[0]!;
+  const lat = await ctx.read(task.input);
+  const scaled = new Float32Array(lat.data.length);
+  for (let i = 0; i < scaled.length; i++) scaled[i] = lat.data[i]! / task.scalingFactor;
+  const frames = swapChannelsFrames({ shape: lat.shape, data: scaled }); // [1, f, 4, h, w]
+  const [, f, c, h, w] = frames.shape as number[];
+  const outs = await ctx.run(
+    network,
+    { latent_sample: { dtype: "float32", shape: [f!, c!, h!, w!], data: frames.data } },
+    ctx.signal,
+  );
+  const img = output(outs, "sample", network); // [f, 3, H, W]
+  return swapChannelsFrames({ shape: [1, ...img.shape], data: img.data });
+}
+
+async function encode(task: EncodeTask, ctx: TaskContext): Promise<Tensor> {
+  const network = task.networks[0]!;
+  const px = swapChannelsFrames(await ctx.read(task.input)); // [1, f, 3, H, W]
+  const [, f, c, H, W] = px.shape as number[];
+  const outs = await ctx.run(
+    network,
+    { sample: { dtype: "float32", shape: [f!, c!, H!, W!], data: px.data } },
+    ctx.signal,
+  );
+  const params = output(outs, "latent_parameters", network); // [f, 8, h, w]: mean, logvar
+  const [, , h, w] = params.shape as number[];
+  const hw = h! * w!;
+  const mean = new Float32Array(f! * 4 * hw);
+  for (let i = 0; i < f!; i++)
+    for (let k = 0; k < 4 * hw; k++) mean[i * 4 * hw + k] = params.data[i * 8 * hw + k]! * task.scalingFactor;
+  return swapChannelsFrames({ shape: [1, f!, 4, h!, w!], data: mean });
+}
+
+async function interpDenoise(task: InterpDenoiseTask, ctx: TaskContext): Promise<Tensor> {
+  const cond = await ctx.read(task.cond); // [1, 4, F, h, w]
+  const [, , F, h, w] = cond.shape as number[];
+  const f = task.box.size[2]!;
+  const hw = h! * w!;
+  const picked = new Float32Array(4 * f * hw);
+  for (let c = 0; c < 4; c++)
+    for (let j = 0; j < f; j++) {
+      const k = Math.min(F! - 1, Math.floor((task.box.start[2]! + j + 1) / 4));
+      picked.set(cond.data.subarray((c * F! + k) * hw, (c * F! + k + 1) * hw), (c * f + j) * hw);
+    }
+  const text = await ctx.read(task.text);
+  const shape = ctx.plan.tensors[task.output.tensor]!.tiles.shape;
+  const extra = { shape: [1, 4, f, h!, w!], data: picked };
+  return denoise(ctx, "interpolation", ctx.spec.interpolation, shape, task.box, text, extra, null);
+}
+
+async function vsrDenoise(task: VsrDenoiseTask, ctx: TaskContext): Promise<Tensor> {
+  const low = await ctx.read(task.lowRes);
+  const lowShape = ctx.plan.tensors[task.lowRes.tensor]!.tiles.shape;
+  const spec = ctx.spec.vsr;
+  const noise = noiseBox({ seed: ctx.spec.seed, stage: "vsr/lowres", step: 0 }, lowShape, task.lowRes.box);
+  const augmented = { shape: low.shape, data: augmentLowRes(low.data, noise.data, spec.noiseLevel) };
+  const text = await ctx.read(task.text);
+  const shape = ctx.plan.tensors[task.output.tensor]!.tiles.shape;
+  return denoise(ctx, "vsr", spec, shape, task.box, text, augmented, spec.noiseLevel);
+}
+
+/**
+ * The denoising loop of one latent box: position-keyed initial noise and step noise, CFG batched as
+ * [uncond, cond], extra conditioning channels concatenated after the 4 latent channels.
+ */
+async function denoise(
+  ctx: TaskContext,
+  stage: StageName,
+  spec: StageSpec,
+  fullShape: readonly number[],
+  box: Box,
+  text: Tensor,
+  extra: Tensor | null,
+  classLabel: number | null,
+): Promise<Tensor> {
+  const network: NetworkId =
+    stage === "base" ? "base_unet" : stage === "interpolation" ? "interp_unet" : "vsr_unet";
+  const sampler = planSampler(
+    stageSamplerConfig(stage, { sampler: spec.sampler, numInferenceSteps: spec.steps, eta: spec.eta }),
+  );
+  const seed = ctx.spec.seed;
+  const x = noiseBox({ seed, stage: `${stage}/init`, step: 0 }, fullShape, box).data;
+  if (sampler.initNoiseSigma !== 1) for (let i = 0; i < x.length; i++) x[i]! *= sampler.initNoiseSigma;
+  const [, , f, hh, ww] = box.size as number[];
+  const cx = extra ? extra.shape[1]! : 0;
+  const sample = tensor([2, 4 + cx, f!, hh!, ww!]);
+  if (extra) {
+    writeBox(sample, extra, [0, 4, 0, 0, 0]);
+    writeBox(sample, extra, [1, 4, 0, 0, 0]);
+  }
+  const textFeed = f32(text);
+  const labels = classLabel === null ? null : new BigInt64Array([BigInt(classLabel), BigInt(classLabel)]);
+  for (const step of sampler.steps) {
+    if (ctx.signal?.aborted) throw new LavieError("cancelled", "task cancelled");
+    const xin = { shape: [1, 4, f!, hh!, ww!], data: scaleModelInput(step, x) };
+    writeBox(sample, xin, [0, 0, 0, 0, 0]);
+    writeBox(sample, xin, [1, 0, 0, 0, 0]);
+    const t = BigInt(Math.round(step.timestep));
+    const feeds: Record<string, Feed> = {
+      sample: f32(sample),
+      timestep: { dtype: "int64", shape: [2], data: new BigInt64Array([t, t]) },
+      encoder_hidden_states: textFeed,
+    };
+    if (labels) feeds.class_labels = { dtype: "int64", shape: [2], data: labels };
+    const out = output(await ctx.run(network, feeds, ctx.signal), "out_sample", network);
+    const eps = cfgCombineBatched(out.data, spec.guidance);
+    const noise = step.needsNoise
+      ? noiseBox({ seed, stage: `${stage}/step`, step: step.index }, fullShape, box).data
+      : undefined;
+    applyStep(step.coef, x, eps, noise, x);
+    ctx.progress?.(step.index + 1);
+  }
+  return { shape: [...box.size], data: x };
+}
