@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian 12 machine: system packages
-# (ffmpeg for MP4 I/O) and the npm dependencies. Idempotent; safe to run again.
+# (ffmpeg for MP4 I/O, nats-server for the distributed transport and its tests) and the npm dependencies. Idempotent; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(ffmpeg)
+apt_packages=(ffmpeg nats-server)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -14,7 +14,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "setup: optional system packages missing (${missing[*]}); MP4 I/O falls back to the pure-npm encoder" >&2
+    echo "setup: system packages missing (${missing[*]}): without ffmpeg MP4 I/O falls back to the pure-npm encoder;" \
+      "without nats-server the transport/nats tests cannot run (apt-get install -y nats-server)" >&2
   fi
 fi
 

@@ -1,0 +1,88 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { type NatsServerHandle, startNatsServer } from "../../test/support/nats-server.ts";
+import { connectNats, type NatsClients } from "./connect.ts";
+import { type LiveRunner, type RunnerInfo, RunnerRegistry } from "./registry.ts";
+
+const TTL = 1_000;
+
+function runner(id: string, over: Partial<RunnerInfo> = {}): RunnerInfo {
+  return {
+    id,
+    address: `127.0.0.1:70${id.length}`,
+    stages: ["base"],
+    models: ["base"],
+    slots: 2,
+    freeSlots: 2,
+    ...over,
+  };
+}
+
+async function until(pred: () => boolean, ms: number, what: string): Promise<number> {
+  const t0 = Date.now();
+  while (!pred()) {
+    if (Date.now() - t0 > ms) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return Date.now() - t0;
+}
+
+describe("RunnerRegistry", () => {
+  let srv: NatsServerHandle;
+  let c: NatsClients;
+  let reg: RunnerRegistry;
+
+  before(async () => {
+    srv = await startNatsServer({ jetstream: true });
+    c = await connectNats(srv.url, { name: "registry-watcher" });
+    reg = await RunnerRegistry.open(c.kvm, { ttlMs: TTL });
+  });
+  after(async () => {
+    await c?.close();
+    await srv?.stop();
+  });
+
+  test("registration and heartbeat updates are seen by a watcher and list(); deregister removes", async () => {
+    let seen: LiveRunner[] = [];
+    const w = await reg.watchRunners((rs) => {
+      seen = rs;
+    });
+    let free = 2;
+    const r = await reg.register(runner("r1"), { intervalMs: 100, update: () => ({ freeSlots: free }) });
+    await until(() => seen.length === 1, 2_000, "r1 to appear");
+    assert.equal(seen[0]?.id, "r1");
+    assert.deepEqual(seen[0]?.stages, ["base"]);
+    free = 0;
+    await until(() => seen[0]?.freeSlots === 0, 2_000, "freeSlots update");
+    assert.deepEqual(
+      (await reg.list()).map((x) => [x.id, x.freeSlots]),
+      [["r1", 0]],
+    );
+    await r.deregister();
+    await until(() => seen.length === 0, 2_000, "r1 to disappear");
+    assert.deepEqual(await reg.list(), []);
+    w.stop();
+  });
+
+  test("a runner that stops heartbeating (connection gone) disappears within about the TTL", async () => {
+    const rc = await connectNats(srv.url, { name: "runner-r2" });
+    const rreg = await RunnerRegistry.open(rc.kvm, { ttlMs: TTL });
+    let seen: LiveRunner[] = [];
+    const w = await reg.watchRunners((rs) => {
+      seen = rs;
+    });
+    await rreg.register(runner("r2"), { intervalMs: 100, onError: () => {} });
+    await until(() => seen.some((x) => x.id === "r2"), 2_000, "r2 to appear");
+    // Survives several heartbeat intervals past the TTL while alive.
+    await new Promise((r) => setTimeout(r, TTL + 300));
+    assert.ok(
+      seen.some((x) => x.id === "r2"),
+      "r2 expired while heartbeating",
+    );
+    await rc.nc.close(); // the runner dies: no deregister, heartbeats stop
+    const gone = await until(() => !seen.some((x) => x.id === "r2"), TTL * 3, "r2 to expire");
+    assert.ok(gone <= TTL + 500, `expired after ${gone} ms`);
+    assert.deepEqual(await reg.list(), []);
+    w.stop();
+  });
+});
