@@ -1,0 +1,50 @@
+/**
+ * LavieError <-> gRPC status, in one place. The retryable flag travels in the "lavie-retryable"
+ * trailer and the field in "lavie-field", so a client rebuilds the same LavieError.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { type ErrorCode, LavieError } from "../../core/errors.ts";
+
+const TO_GRPC: Record<ErrorCode, grpc.status> = {
+  invalid_argument: grpc.status.INVALID_ARGUMENT,
+  not_found: grpc.status.NOT_FOUND,
+  failed_precondition: grpc.status.FAILED_PRECONDITION,
+  resource_exhausted: grpc.status.RESOURCE_EXHAUSTED,
+  cancelled: grpc.status.CANCELLED,
+  deadline_exceeded: grpc.status.DEADLINE_EXCEEDED,
+  unavailable: grpc.status.UNAVAILABLE,
+  internal: grpc.status.INTERNAL,
+};
+
+const FROM_GRPC = new Map<grpc.status, ErrorCode>(
+  Object.entries(TO_GRPC).map(([k, v]) => [v, k as ErrorCode]),
+);
+
+/** A grpc-js ServiceError-shaped object for callbacks and stream.destroy(). */
+export function toGrpcError(err: unknown): Partial<grpc.StatusObject> & Error {
+  const e = LavieError.from(err);
+  const metadata = new grpc.Metadata();
+  metadata.set("lavie-retryable", e.retryable ? "1" : "0");
+  if (e.field) metadata.set("lavie-field", e.field);
+  return Object.assign(new Error(e.message), { code: TO_GRPC[e.code], details: e.message, metadata });
+}
+
+/** A LavieError from a grpc-js error (status code, details and lavie-* trailers). */
+export function fromGrpcError(err: unknown): LavieError {
+  if (err instanceof LavieError) return err;
+  const g = err as Partial<grpc.ServiceError>;
+  if (typeof g?.code !== "number") return LavieError.from(err);
+  const retryable = g.metadata?.get("lavie-retryable")[0];
+  const field = g.metadata?.get("lavie-field")[0];
+  if (retryable === undefined && g.code !== grpc.status.INVALID_ARGUMENT && g.code !== grpc.status.NOT_FOUND) {
+    // No lavie trailers: the error did not come from a lavie service but from the transport (a peer
+    // that died mid-call, a dropped connection): the call may succeed elsewhere.
+    return new LavieError("unavailable", g.details ?? g.message ?? "gRPC transport error", { cause: err });
+  }
+  const code = FROM_GRPC.get(g.code) ?? "internal";
+  return new LavieError(code, g.details ?? g.message ?? "gRPC error", {
+    ...(field !== undefined && { field: String(field) }),
+    retryable: retryable === undefined ? code === "unavailable" || code === "deadline_exceeded" : retryable === "1",
+    cause: err,
+  });
+}
