@@ -1,0 +1,194 @@
+/**
+ * Stage-runner process: `node --import tsx stage-runners/main.ts`.
+ *
+ * Configuration (environment variables, validated once at start; an error names the variable):
+ *
+ *   Variable              Default                 Meaning
+ *   --------------------  ----------------------  ---------------------------------------------------
+ *   LAVIE_NATS_URL        (required)              NATS server(s), comma-separated, e.g. nats://127.0.0.1:4222
+ *   LAVIE_RUNNER_STAGES   base,interpolation,vsr  Stages whose tasks this runner accepts
+ *   LAVIE_MODEL_DIR       (none)                  Model directory to serve; takes precedence over the preset
+ *   LAVIE_PRESET          tiny                    Without LAVIE_MODEL_DIR: a runnable preset, built once and
+ *                                                 cached (ensureModels; cache root $LAVIE_MODEL_CACHE)
+ *   LAVIE_RUNNER_HOST     127.0.0.1               Address the gRPC server binds to
+ *   LAVIE_RUNNER_PORT     0                       gRPC port (0 = any free port)
+ *   LAVIE_RUNNER_SLOTS    1                       Tasks in flight = ONNX Runtime worker threads
+ *   LAVIE_ORT_THREADS     cores / slots           onnxruntime intra-op threads per worker
+ *   LAVIE_RUNNER_ID       <hostname>-<pid>        Registry id ([A-Za-z0-9_-]; other characters of the
+ *                                                 default become "-")
+ *   LAVIE_RUNNER_WARM     0                       1 = load the served stages' ONNX sessions before
+ *                                                 reporting ready
+ *   LAVIE_TENSOR_BUCKET   lavie-tensors           Object store bucket of the data plane
+ *   LAVIE_RUNNERS_BUCKET  lavie-runners           KV bucket of the runner registry
+ *
+ * When ready it prints one line to stdout: "runner <id> listening on <address> stages=<a,b>".
+ * SIGTERM / SIGINT: refuse new tasks, finish the ones in flight, deregister, exit 0 (a second
+ * signal exits 1 at once). Configuration or start-up errors: a message on stderr, exit 1 (2 for
+ * configuration errors).
+ */
+import { hostname } from "node:os";
+import { pathToFileURL } from "node:url";
+import type { StageName } from "../coordinator/plan/types.ts";
+import { LavieError } from "../core/errors.ts";
+import { ensureModels } from "../models/cache.ts";
+import { PRESET_NAMES } from "../models/presets.ts";
+import { connectNats } from "../transport/nats/connect.ts";
+import { DEFAULT_RUNNERS_BUCKET, RunnerRegistry } from "../transport/nats/registry.ts";
+import { DEFAULT_TENSOR_BUCKET, NatsTensorStore } from "../transport/nats/tensors.ts";
+import { STAGES } from "./server/request.ts";
+import { StageRunner } from "./server/runner.ts";
+
+export interface RunnerConfig {
+  natsUrl: string[];
+  stages: StageName[];
+  modelDir: string | undefined;
+  preset: string;
+  host: string;
+  port: number;
+  slots: number;
+  ortThreads: number | undefined;
+  id: string;
+  warm: boolean;
+  tensorBucket: string;
+  runnersBucket: string;
+}
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  constructor(variable: string, message: string) {
+    super(`${variable}: ${message}`);
+  }
+}
+
+const ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+/** Reads and validates the configuration; throws ConfigError naming the variable. */
+export function readConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
+  const get = (name: string): string | undefined => {
+    const v = env[name]?.trim();
+    return v === undefined || v === "" ? undefined : v;
+  };
+  const int = (name: string, def: number, min: number, max: number): number => {
+    const v = get(name);
+    if (v === undefined) return def;
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new ConfigError(name, `must be an integer in ${min}..${max}, got "${v}"`);
+    }
+    return n;
+  };
+  const natsRaw = get("LAVIE_NATS_URL");
+  if (!natsRaw) throw new ConfigError("LAVIE_NATS_URL", "is required (e.g. nats://127.0.0.1:4222)");
+  const natsUrl = natsRaw.split(",").map((s) => s.trim());
+  for (const u of natsUrl) {
+    if (!/^(nats|tls|ws|wss):\/\/[^\s/]+/.test(u) && !/^[^\s:/]+:\d+$/.test(u)) {
+      throw new ConfigError("LAVIE_NATS_URL", `"${u}" is not a NATS URL (nats://host:port)`);
+    }
+  }
+  const stagesRaw = get("LAVIE_RUNNER_STAGES");
+  const stages = stagesRaw === undefined ? [...STAGES] : stagesRaw.split(",").map((s) => s.trim());
+  if (stages.length === 0 || stages.some((s) => !(STAGES as readonly string[]).includes(s))) {
+    throw new ConfigError(
+      "LAVIE_RUNNER_STAGES",
+      `must be a comma-separated subset of ${STAGES.join(",")}, got "${stagesRaw}"`,
+    );
+  }
+  const modelDir = get("LAVIE_MODEL_DIR");
+  const preset = get("LAVIE_PRESET") ?? "tiny";
+  if (!(PRESET_NAMES as readonly string[]).includes(preset)) {
+    throw new ConfigError("LAVIE_PRESET", `must be one of ${PRESET_NAMES.join(", ")}, got "${preset}"`);
+  }
+  const threads = get("LAVIE_ORT_THREADS");
+  const warm = get("LAVIE_RUNNER_WARM") ?? "0";
+  if (warm !== "0" && warm !== "1")
+    throw new ConfigError("LAVIE_RUNNER_WARM", `must be 0 or 1, got "${warm}"`);
+  const id =
+    get("LAVIE_RUNNER_ID") ?? `${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 128);
+  if (!ID.test(id))
+    throw new ConfigError("LAVIE_RUNNER_ID", `"${id}" must be 1-128 characters of [A-Za-z0-9_-]`);
+  return {
+    natsUrl,
+    stages: [...new Set(stages)] as StageName[],
+    modelDir,
+    preset,
+    host: get("LAVIE_RUNNER_HOST") ?? "127.0.0.1",
+    port: int("LAVIE_RUNNER_PORT", 0, 0, 65535),
+    slots: int("LAVIE_RUNNER_SLOTS", 1, 1, 256),
+    ortThreads: threads === undefined ? undefined : int("LAVIE_ORT_THREADS", 1, 1, 1024),
+    id,
+    warm: warm === "1",
+    tensorBucket: get("LAVIE_TENSOR_BUCKET") ?? DEFAULT_TENSOR_BUCKET,
+    runnersBucket: get("LAVIE_RUNNERS_BUCKET") ?? DEFAULT_RUNNERS_BUCKET,
+  };
+}
+
+async function main(): Promise<number> {
+  let cfg: RunnerConfig;
+  try {
+    cfg = readConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`lavie runner: configuration error: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const log = (msg: string) => process.stderr.write(`${new Date().toISOString()} ${msg}\n`);
+  const modelDir = cfg.modelDir ?? (await ensureModels(cfg.preset));
+  const nats = await connectNats(cfg.natsUrl, { name: `runner-${cfg.id}` });
+  let runner: StageRunner | undefined;
+  try {
+    const tensors = await NatsTensorStore.open(nats.objm, { bucket: cfg.tensorBucket });
+    const registry = await RunnerRegistry.open(nats.kvm, { bucket: cfg.runnersBucket });
+    runner = new StageRunner({
+      id: cfg.id,
+      stages: cfg.stages,
+      modelDir,
+      slots: cfg.slots,
+      ...(cfg.ortThreads === undefined ? {} : { intraOpThreads: cfg.ortThreads }),
+      tensors,
+      registry,
+      warm: cfg.warm,
+      // ensureModels has just checked every file's hash; a given directory is checked here.
+      verifyHashes: cfg.modelDir !== undefined,
+      log,
+    });
+    const address = await runner.start(cfg.host, cfg.port);
+    process.stdout.write(`runner ${cfg.id} listening on ${address} stages=${cfg.stages.join(",")}\n`);
+  } catch (err) {
+    await runner?.stop().catch(() => {});
+    await nats.close().catch(() => {});
+    throw err;
+  }
+  const r = runner;
+  await new Promise<void>((resolve) => {
+    let signalled = false;
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (signalled) {
+        log(`runner ${cfg.id}: ${sig} again, exiting now`);
+        process.exit(1);
+      }
+      signalled = true;
+      log(`runner ${cfg.id}: ${sig}, draining`);
+      resolve();
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+  await r.drain().catch((err: unknown) => log(`runner ${cfg.id}: drain: ${LavieError.from(err).message}`));
+  await r.stop();
+  await nats.close();
+  return 0;
+}
+
+// Run only as the process entry (importing readConfig, e.g. from a spec, starts nothing).
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      const e = LavieError.from(err);
+      process.stderr.write(`lavie runner: ${e.code}: ${e.message}\n`);
+      process.exit(1);
+    },
+  );
+}
