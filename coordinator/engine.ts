@@ -95,7 +95,7 @@ export class LocalEngine {
   private constructor(
     readonly models: ModelDirectory,
     private readonly pool: OrtWorkerPool,
-    private readonly networks: OrtNetworks,
+    readonly networks: OrtNetworks,
     private readonly concurrency: number,
   ) {}
 

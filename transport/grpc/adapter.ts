@@ -5,6 +5,7 @@
  * fromBinary) and gives typed unary and server-streaming client calls.
  */
 import {
+  create,
   type DescMessage,
   type DescMethod,
   type DescService,
@@ -12,7 +13,6 @@ import {
   type MessageInitShape,
   type MessageShape,
   toBinary,
-  create,
 } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 
@@ -77,6 +77,7 @@ export function unary<S extends DescService, K extends keyof Methods<S> & string
   const m = method(service, name);
   const req = create(m.input, request as never);
   return new Promise((resolve, reject) => {
+    const onAbort = () => call.cancel();
     const call = client.makeUnaryRequest(
       `/${service.typeName}/${m.name}`,
       (msg: MessageShape<DescMessage>) => bytes(toBinary(m.input, msg)),
@@ -84,9 +85,13 @@ export function unary<S extends DescService, K extends keyof Methods<S> & string
       req,
       opts.metadata ?? new grpc.Metadata(),
       opts.deadline ? { deadline: opts.deadline } : {},
-      (err, res) => (err ? reject(err) : resolve(res as MessageShape<Methods<S>[K]["output"]>)),
+      (err, res) => {
+        opts.signal?.removeEventListener("abort", onAbort);
+        if (err) reject(err);
+        else resolve(res as MessageShape<Methods<S>[K]["output"]>);
+      },
     );
-    opts.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
 

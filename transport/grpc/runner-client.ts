@@ -4,8 +4,8 @@
  */
 import { create } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
-import { LavieError } from "../../core/errors.ts";
 import type { RunnerClient, RunnerInfo, TaskCall, TensorRef } from "../../coordinator/distributed/ports.ts";
+import { LavieError } from "../../core/errors.ts";
 import { ExecuteTaskRequestSchema, StageRunnerService, TileSetSchema } from "../../gen/lavie/v1/runner_pb.ts";
 import { type TensorRef as TensorRefMsg, TensorRefSchema } from "../../gen/lavie/v1/tensor_pb.ts";
 import { createClient, serverStream } from "./adapter.ts";
@@ -23,8 +23,15 @@ export function toRefMsg(r: TensorRef | null): TensorRefMsg {
 }
 
 export function fromRefMsg(m: TensorRefMsg): TensorRef {
-  if (m.dtype !== "float32") throw new LavieError("internal", `tensor ${m.object}: unsupported dtype "${m.dtype}"`);
-  return { object: m.object, dtype: "float32", shape: m.shape.map(Number), digest: m.digest, bytes: Number(m.bytes) };
+  if (m.dtype !== "float32")
+    throw new LavieError("internal", `tensor ${m.object}: unsupported dtype "${m.dtype}"`);
+  return {
+    object: m.object,
+    dtype: "float32",
+    shape: m.shape.map(Number),
+    digest: m.digest,
+    bytes: Number(m.bytes),
+  };
 }
 
 export class GrpcRunnerClient implements RunnerClient {
@@ -61,9 +68,15 @@ export class GrpcRunnerClient implements RunnerClient {
       ),
     });
     try {
-      for await (const ev of serverStream(this.client(runner.address), StageRunnerService, "executeTask", req, {
-        signal: call.signal,
-      })) {
+      for await (const ev of serverStream(
+        this.client(runner.address),
+        StageRunnerService,
+        "executeTask",
+        req,
+        {
+          signal: call.signal,
+        },
+      )) {
         const e = ev.event;
         if (e.case === "progress") call.onProgress(e.value.done, e.value.total);
         else if (e.case === "completed" && e.value.output) return fromRefMsg(e.value.output);

@@ -36,7 +36,11 @@ export function fromGrpcError(err: unknown): LavieError {
   if (typeof g?.code !== "number") return LavieError.from(err);
   const retryable = g.metadata?.get("lavie-retryable")[0];
   const field = g.metadata?.get("lavie-field")[0];
-  if (retryable === undefined && g.code !== grpc.status.INVALID_ARGUMENT && g.code !== grpc.status.NOT_FOUND) {
+  if (
+    retryable === undefined &&
+    g.code !== grpc.status.INVALID_ARGUMENT &&
+    g.code !== grpc.status.NOT_FOUND
+  ) {
     // No lavie trailers: the error did not come from a lavie service but from the transport (a peer
     // that died mid-call, a dropped connection): the call may succeed elsewhere.
     return new LavieError("unavailable", g.details ?? g.message ?? "gRPC transport error", { cause: err });
@@ -44,7 +48,8 @@ export function fromGrpcError(err: unknown): LavieError {
   const code = FROM_GRPC.get(g.code) ?? "internal";
   return new LavieError(code, g.details ?? g.message ?? "gRPC error", {
     ...(field !== undefined && { field: String(field) }),
-    retryable: retryable === undefined ? code === "unavailable" || code === "deadline_exceeded" : retryable === "1",
+    retryable:
+      retryable === undefined ? code === "unavailable" || code === "deadline_exceeded" : retryable === "1",
     cause: err,
   });
 }

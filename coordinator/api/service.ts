@@ -1,0 +1,146 @@
+/**
+ * The client API (lavie.v1.JobService) over grpc-js. Handlers translate wire messages, call the
+ * JobManager, and map every error to a gRPC status in one place (transport/grpc/status.ts).
+ */
+import { create } from "@bufbuild/protobuf";
+import type * as grpc from "@grpc/grpc-js";
+import { LavieError } from "../../core/errors.ts";
+import {
+  CancelJobResponseSchema,
+  FetchResultResponseSchema,
+  GetJobResponseSchema,
+  JobService,
+  type JobState,
+  ListJobsResponseSchema,
+  SubmitJobResponseSchema,
+} from "../../gen/lavie/v1/jobs_pb.ts";
+import { serviceDefinition } from "../../transport/grpc/adapter.ts";
+import { toGrpcError } from "../../transport/grpc/status.ts";
+import type { JobEvent, JobManager } from "../distributed/jobs.ts";
+import type { JobRecord, TensorStorePort } from "../distributed/ports.ts";
+import { TERMINAL } from "../distributed/ports.ts";
+import { eventToMsg, jobRequestFromMsg, jobToMsg, stateToMsg } from "./convert.ts";
+
+// Server-stream errors go out with call.emit("error", status): grpc-js 1.14 does not send the
+// status of a stream ended with destroy(err), and the client would wait forever.
+// biome-ignore lint/suspicious/noExplicitAny: grpc-js handler types are untyped at this boundary
+type Call = any;
+// biome-ignore lint/suspicious/noExplicitAny: see above
+type Callback = (err: any, res?: any) => void;
+
+function jobId(id: string): string {
+  if (!id) throw new LavieError("invalid_argument", "job_id: is required", { field: "job_id" });
+  if (id.length > 64)
+    throw new LavieError("invalid_argument", "job_id: at most 64 characters", { field: "job_id" });
+  return id;
+}
+
+function unary(fn: (req: Call) => Promise<unknown>) {
+  return (call: Call, cb: Callback) => {
+    fn(call.request).then(
+      (res) => cb(null, res),
+      (err) => cb(toGrpcError(err)),
+    );
+  };
+}
+
+export function jobServiceImplementation(
+  jobs: JobManager,
+  tensors: TensorStorePort,
+): grpc.UntypedServiceImplementation {
+  const msg = (r: JobRecord) => jobToMsg(r, jobs.progress(r.id), jobs.queuePosition(r.id));
+  return {
+    submitJob: unary(async (req) => {
+      const { record, created } = await jobs.submit(jobRequestFromMsg(req.job), req.idempotencyKey);
+      return create(SubmitJobResponseSchema, { job: msg(record), created });
+    }),
+    getJob: unary(async (req) =>
+      create(GetJobResponseSchema, { job: msg(await jobs.get(jobId(req.jobId))) }),
+    ),
+    listJobs: unary(async (req) => {
+      const want = req.state as JobState;
+      let all = await jobs.list();
+      if (want) all = all.filter((r) => stateToMsg(r.state) === want);
+      if (req.limit > 0) all = all.slice(-req.limit);
+      return create(ListJobsResponseSchema, { jobs: all.map(msg) });
+    }),
+    cancelJob: unary(async (req) =>
+      create(CancelJobResponseSchema, { job: msg(await jobs.cancel(jobId(req.jobId))) }),
+    ),
+    watchJob: (call: Call) => {
+      void (async () => {
+        const id = jobId(call.request.jobId);
+        const record = await jobs.get(id);
+        const send = (e: JobEvent) => call.write(eventToMsg(id, e));
+        const terminal = (r: JobRecord): JobEvent | null =>
+          r.state === "succeeded" && r.result
+            ? { type: "done", result: r.result }
+            : r.state === "failed"
+              ? { type: "failed", reason: r.error }
+              : r.state === "cancelled"
+                ? { type: "cancelled" }
+                : null;
+        const end = terminal(record);
+        if (end) {
+          send(end);
+          call.end();
+          return;
+        }
+        let finished = false;
+        const unsubscribe = jobs.subscribe(id, (e) => {
+          if (finished) return;
+          send(e);
+          if (e.type === "done" || e.type === "failed" || e.type === "cancelled") {
+            finished = true;
+            unsubscribe();
+            call.end();
+          }
+        });
+        call.on("cancelled", () => {
+          finished = true;
+          unsubscribe();
+        });
+        // Snapshot after subscribing, so nothing between the two is lost.
+        const now = await jobs.get(id);
+        const endNow = terminal(now);
+        if (endNow && !finished) {
+          finished = true;
+          unsubscribe();
+          send(endNow);
+          call.end();
+          return;
+        }
+        if (now.state === "queued") send({ type: "queued", position: jobs.queuePosition(id) });
+        for (const p of jobs.progress(id)) {
+          if (p.started) send({ type: "stage_started", stage: p.stage });
+        }
+      })().catch((err) => call.emit("error", toGrpcError(err)));
+    },
+    fetchResult: (call: Call) => {
+      void (async () => {
+        const record = await jobs.get(jobId(call.request.jobId));
+        if (record.state !== "succeeded" || !record.result) {
+          throw new LavieError(
+            "failed_precondition",
+            `job ${record.id} is ${record.state}${TERMINAL.has(record.state) ? "" : " (not finished yet)"}; only succeeded jobs have a result`,
+          );
+        }
+        const total = BigInt(record.result.bytes);
+        let offset = 0n;
+        for await (const chunk of tensors.getBytes(record.result)) {
+          if (call.cancelled) return;
+          const ok = call.write(
+            create(FetchResultResponseSchema, { data: chunk, offset, totalBytes: total }),
+          );
+          offset += BigInt(chunk.byteLength);
+          if (!ok) await new Promise((r) => call.once("drain", r));
+        }
+        call.end();
+      })().catch((err) => call.emit("error", toGrpcError(err)));
+    },
+  };
+}
+
+export function addJobService(server: grpc.Server, jobs: JobManager, tensors: TensorStorePort): void {
+  server.addService(serviceDefinition(JobService), jobServiceImplementation(jobs, tensors));
+}
