@@ -102,7 +102,17 @@ export class Coordinator {
   }
 
   async stop(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    // Open watch streams would hold a graceful shutdown forever: give them a moment, then force.
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 1_000);
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
     this.watch.stop();
     this.dispatcher.close();
     this.client.close();

@@ -41,7 +41,11 @@ export interface JobRequest {
   height?: number;
   width?: number;
   frames?: number;
-  base?: StageRequest;
+  /**
+   * cfgParallel: run the base stage's CFG branches (unconditional, conditional) as two tasks on two
+   * runners at once, exchanging noise predictions each step; the result equals the batched run.
+   */
+  base?: StageRequest & { cfgParallel?: boolean };
   interpolation?: StageRequest & { chunkFrames?: number; chunkOverlap?: number };
   vsr?: StageRequest & { noiseLevel?: number; chunkFrames?: number; patch?: number; patchOverlap?: number };
   decode?: { baseFrames?: number; vsrFrames?: number; vsrTile?: number; vsrTileOverlap?: number };
@@ -65,7 +69,8 @@ export interface JobSpec {
   frames: number;
   height: number;
   width: number;
-  base: StageSpec;
+  /** cfgParallel: the CFG branches as a gang of two tasks (see JobRequest.base). */
+  base: StageSpec & { cfgParallel: boolean };
   /** chunkFrames 0 = the whole sequence in one task (the official behaviour). */
   interpolation: StageSpec & { chunkFrames: number; chunkOverlap: number };
   /** patch 0 = whole frames; sizes in low-res pixels. */
@@ -132,6 +137,12 @@ function multiple(field: string, v: number, m: number, unit: string): void {
     throw invalidArgument(field, `must be a multiple of ${m} ${unit} for these models, got ${v}`);
 }
 
+function cfgParallel(r: JobRequest["base"]): boolean {
+  const v = r?.cfgParallel ?? false;
+  if (typeof v !== "boolean") throw invalidArgument("base.cfgParallel", `must be a boolean, got ${typeof v}`);
+  return v;
+}
+
 /** Validates a request against the model limits and fills defaults. Throws before any work starts. */
 export function resolveJob(req: JobRequest, limits: ModelLimits): JobSpec {
   if (req === null || typeof req !== "object") throw invalidArgument("request", "must be an object");
@@ -194,7 +205,7 @@ export function resolveJob(req: JobRequest, limits: ModelLimits): JobSpec {
     frames,
     height,
     width,
-    base: stage("base", req.base, limits.defaultSteps.base),
+    base: { ...stage("base", req.base, limits.defaultSteps.base), cfgParallel: cfgParallel(req.base) },
     interpolation: {
       ...stage("interpolation", interp, limits.defaultSteps.interpolation),
       chunkFrames,

@@ -32,6 +32,7 @@ import type { StageName } from "../coordinator/plan/types.ts";
 import { LavieError } from "../core/errors.ts";
 import { ensureModels } from "../models/cache.ts";
 import { PRESET_NAMES } from "../models/presets.ts";
+import { NatsCfgExchange } from "../transport/nats/cfg-exchange.ts";
 import { connectNats } from "../transport/nats/connect.ts";
 import { DEFAULT_RUNNERS_BUCKET, RunnerRegistry } from "../transport/nats/registry.ts";
 import { DEFAULT_TENSOR_BUCKET, NatsTensorStore } from "../transport/nats/tensors.ts";
@@ -148,6 +149,7 @@ async function main(): Promise<number> {
       ...(cfg.ortThreads === undefined ? {} : { intraOpThreads: cfg.ortThreads }),
       tensors,
       registry,
+      cfgExchange: await NatsCfgExchange.open(nats),
       warm: cfg.warm,
       // ensureModels has just checked every file's hash; a given directory is checked here.
       verifyHashes: cfg.modelDir !== undefined,

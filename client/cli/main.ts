@@ -3,15 +3,20 @@
  * on the root program here; bin/lavie.js loads this file through tsx and calls main().
  *
  *   lavie generate "a panda playing guitar" --out panda.mp4 [--preset small] [--seed 1]
+ *   lavie generate "a panda playing guitar" --server 127.0.0.1:50051 --out panda.mp4
  *   lavie interpolate base.mp4 --prompt "..." --out smooth.mp4
  *   lavie upscale smooth.mp4 --prompt "..." --out big.mp4
  *   lavie models build --preset tiny --out out/tiny [--seed 0]
  *   lavie models params --preset lavie
  *   lavie models verify out/tiny
+ *   lavie cluster up [--runners base=1,interpolation=1,vsr=2] [--preset tiny] [--port 50051]
+ *   lavie jobs list|get <id>|watch <id>|cancel <id>|fetch <id> --out f.mp4 [--server host:port]
  */
 import { Command } from "commander";
+import { registerClusterCommands } from "./commands/cluster.ts";
 import { registerGenerateCommands } from "./commands/generate.ts";
 import { registerModelsCommands } from "./commands/models.ts";
+import { registerJobsCommands } from "./commands/remote.ts";
 import { runProgram } from "./run.ts";
 
 export function createProgram(): Command {
@@ -23,6 +28,8 @@ export function createProgram(): Command {
     .showHelpAfterError("(run with --help for usage)");
   registerGenerateCommands(program);
   registerModelsCommands(program);
+  registerJobsCommands(program);
+  registerClusterCommands(program);
   return program;
 }
 

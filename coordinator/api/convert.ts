@@ -41,7 +41,7 @@ export function jobRequestFromMsg(m: JobRequestMsg | undefined): JobRequest {
     ...(m.seed !== undefined && { seed: Number(m.seed) }),
     ...(m.stopAfter !== "" && { stopAfter: m.stopAfter }),
     ...defined({ height: m.height, width: m.width, frames: m.frames }),
-    base: stage(m.base),
+    base: { ...stage(m.base), ...defined({ cfgParallel: m.base?.cfgParallel }) },
     interpolation: {
       ...stage(m.interpolation?.stage),
       ...defined({ chunkFrames: m.interpolation?.chunkFrames, chunkOverlap: m.interpolation?.chunkOverlap }),
@@ -71,7 +71,7 @@ export function jobRequestToMsg(r: JobRequest): JobRequestMsg {
     ...(r.seed !== undefined && { seed: BigInt(r.seed) }),
     stopAfter: r.stopAfter ?? "",
     ...defined({ height: r.height, width: r.width, frames: r.frames }),
-    base: r.base ?? {},
+    base: { ...(r.base ?? {}), ...defined({ cfgParallel: r.base?.cfgParallel }) },
     interpolation: {
       stage: r.interpolation ?? {},
       ...defined({ chunkFrames: r.interpolation?.chunkFrames, chunkOverlap: r.interpolation?.chunkOverlap }),

@@ -4,6 +4,14 @@
  * networks (warm sessions), then the least loaded. A task whose runner fails or vanishes is retried
  * on another runner (same task, same position-keyed noise, same tile) up to `maxAttempts`; a task
  * that makes no progress for `progressTimeoutMs` is cancelled and moved.
+ *
+ * CFG gangs (BaseDenoiseTask.cfg, a job with base.cfgParallel): the two members exchange their
+ * UNet outputs every step, so they are started together, only when two DISTINCT runners serving the
+ * stage have a free slot each; until then both wait in the queue (a cluster with a single base
+ * runner keeps such a job's base stage queued, it does not deadlock or fail; it runs as soon as a
+ * second base runner registers). If either member's attempt fails, the other is cancelled and both
+ * are retried together under a new attempt number (new exchange subjects); a member's output is
+ * handed on only once both have succeeded.
  */
 import { LavieError } from "../../core/errors.ts";
 import type { StageName } from "../plan/types.ts";
@@ -27,6 +35,24 @@ interface Item {
   avoid: Set<string>;
   resolve: (ref: TensorRef) => void;
   reject: (err: LavieError) => void;
+  gang?: Gang;
+}
+
+/** Members of a CFG gang: one per branch (uncond, cond). */
+const GANG_SIZE = 2;
+
+type Outcome = { ok: true; ref: TensorRef } | { ok: false; err: LavieError };
+
+interface Gang {
+  key: string;
+  /** Members submitted so far; the gang starts once all GANG_SIZE are here. */
+  members: Item[];
+  attempt: number;
+  /** Attempt aborts of the members running now. */
+  aborts: AbortController[];
+  outcomes: Map<Item, Outcome>;
+  /** The first failure of the current attempt (the others are cancellations it caused). */
+  failure: LavieError | null;
 }
 
 export interface DispatcherStats {
@@ -40,6 +66,7 @@ export class Dispatcher {
   private readonly queues = new Map<StageName, Item[]>();
   private readonly inFlight = new Map<string, number>();
   private readonly suspect = new Map<string, number>();
+  private readonly gangs = new Map<string, Gang>();
   private readonly opts: Required<DispatcherOptions>;
   private timer: NodeJS.Timeout | null = null;
   private dispatched = 0;
@@ -79,6 +106,17 @@ export class Dispatcher {
         },
       };
       sub.signal.addEventListener("abort", onAbort, { once: true });
+      const t = sub.task;
+      if (t.kind === "base_denoise" && t.cfg) {
+        const key = `${sub.jobId}\u0000${t.cfg.gang}`;
+        let gang = this.gangs.get(key);
+        if (!gang) {
+          gang = { key, members: [], attempt: 1, aborts: [], outcomes: new Map(), failure: null };
+          this.gangs.set(key, gang);
+        }
+        gang.members.push(item);
+        item.gang = gang;
+      }
       this.enqueue(item, false);
       this.pump();
     });
@@ -115,8 +153,23 @@ export class Dispatcher {
     const i = q?.indexOf(item) ?? -1;
     if (q && i >= 0) {
       q.splice(i, 1);
+      if (item.gang) this.gangs.delete(item.gang.key);
       item.reject(new LavieError("cancelled", "job cancelled"));
     }
+  }
+
+  /** Distinct runners for all members of a gang, or null when there are not enough free ones. */
+  private pickGang(members: readonly Item[], live: RunnerInfo[]): RunnerInfo[] | null {
+    const chosen: RunnerInfo[] = [];
+    for (const m of members) {
+      const r = this.pick(
+        m,
+        live.filter((x) => !chosen.some((c) => c.id === x.id)),
+      );
+      if (!r) return null;
+      chosen.push(r);
+    }
+    return chosen;
   }
 
   private pick(item: Item, live: RunnerInfo[]): RunnerInfo | null {
@@ -152,6 +205,25 @@ export class Dispatcher {
     for (const q of this.queues.values()) {
       for (let i = 0; i < q.length; ) {
         const item = q[i]!;
+        const gang = item.gang;
+        if (gang) {
+          const runners = gang.members.length === GANG_SIZE ? this.pickGang(gang.members, live) : null;
+          if (!runners) {
+            i++;
+            continue;
+          }
+          for (const m of gang.members) {
+            const j = q.indexOf(m);
+            if (j < 0) continue;
+            q.splice(j, 1);
+            if (j < i) i--;
+          }
+          gang.aborts = [];
+          gang.outcomes.clear();
+          gang.failure = null;
+          for (const [k, m] of gang.members.entries()) this.start(m, runners[k]!);
+          continue;
+        }
         const runner = this.pick(item, live);
         if (!runner) {
           i++;
@@ -172,6 +244,7 @@ export class Dispatcher {
     this.inFlight.set(runner.id, (this.inFlight.get(runner.id) ?? 0) + 1);
     this.dispatched++;
     const attemptAbort = new AbortController();
+    item.gang?.aborts.push(attemptAbort);
     const onJobAbort = () => attemptAbort.abort();
     item.sub.signal.addEventListener("abort", onJobAbort, { once: true });
     let stalled = false;
@@ -196,11 +269,19 @@ export class Dispatcher {
     this.client.execute(runner, call).then(
       (ref) => {
         this.finish(runner, watchdog, item, onJobAbort);
+        if (item.gang) return this.gangSettled(item, { ok: true, ref });
         item.resolve(ref);
       },
       (err: unknown) => {
         this.finish(runner, watchdog, item, onJobAbort);
-        if (item.sub.signal.aborted) return item.reject(new LavieError("cancelled", "job cancelled"));
+        if (item.gang?.failure) {
+          // Cancelled because its peer failed: that failure decides the gang's retry.
+          return this.gangSettled(item, { ok: false, err: LavieError.from(err) });
+        }
+        if (item.sub.signal.aborted) {
+          if (item.gang) return this.gangSettled(item, { ok: false, err: LavieError.from(err) });
+          return item.reject(new LavieError("cancelled", "job cancelled"));
+        }
         let e = LavieError.from(err);
         if (stalled) {
           e = new LavieError(
@@ -210,6 +291,10 @@ export class Dispatcher {
         }
         if (e.code === "unavailable" || stalled)
           this.suspect.set(runner.id, Date.now() + this.opts.suspectMs);
+        if (item.gang) {
+          item.avoid.add(runner.id);
+          return this.gangSettled(item, { ok: false, err: e });
+        }
         if (e.retryable && item.attempt < this.opts.maxAttempts) {
           this.retried++;
           item.attempt++;
@@ -229,6 +314,53 @@ export class Dispatcher {
         );
       },
     );
+  }
+
+  /** One gang member's attempt ended; once all have, the gang succeeds, retries or fails together. */
+  private gangSettled(item: Item, outcome: Outcome): void {
+    const gang = item.gang!;
+    gang.outcomes.set(item, outcome);
+    if (!outcome.ok && !gang.failure) {
+      gang.failure = outcome.err;
+      for (const a of gang.aborts) a.abort(); // the peers would wait for this member's outputs
+    }
+    if (gang.outcomes.size < gang.members.length) return;
+    const failure = gang.failure;
+    if (!failure) {
+      this.gangs.delete(gang.key);
+      for (const m of gang.members) {
+        const o = gang.outcomes.get(m)!;
+        if (o.ok) m.resolve(o.ref);
+      }
+      return;
+    }
+    if (gang.members.some((m) => m.sub.signal.aborted)) {
+      this.gangs.delete(gang.key);
+      for (const m of gang.members) m.reject(new LavieError("cancelled", "job cancelled"));
+      return;
+    }
+    if (failure.retryable && gang.attempt < this.opts.maxAttempts) {
+      this.retried++;
+      gang.attempt++;
+      const avoid = new Set(gang.members.flatMap((m) => [...m.avoid]));
+      for (const m of [...gang.members].reverse()) {
+        m.attempt = gang.attempt;
+        m.avoid = new Set(avoid);
+        this.enqueue(m, true);
+      }
+      this.pump();
+      return;
+    }
+    this.gangs.delete(gang.key);
+    for (const m of gang.members) {
+      m.reject(
+        new LavieError(
+          failure.code,
+          `task ${m.sub.task.id} (CFG gang ${m.gang!.key.split("\u0000")[1]}) failed after ${gang.attempt} attempt(s): ${failure.message}`,
+          { retryable: false },
+        ),
+      );
+    }
   }
 
   private finish(runner: RunnerInfo, watchdog: NodeJS.Timeout, item: Item, onJobAbort: () => void): void {

@@ -6,6 +6,7 @@
  * only tasks whose outputs were not recorded.
  */
 import { randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { LavieError } from "../../core/errors.ts";
 import type { JobRequest, ModelLimits } from "../../core/job.ts";
 import { resolveJob } from "../../core/job.ts";
@@ -207,9 +208,12 @@ export class JobManager {
   }
 
   private enqueue(record: JobRecord): void {
+    const abort = new AbortController();
+    // Every queued and running task of the job listens to this signal: often more than 10.
+    setMaxListeners(0, abort.signal);
     const l: Live = {
       record,
-      abort: new AbortController(),
+      abort,
       cancelled: false,
       listeners: new Set(),
       progress: new Map(),
@@ -281,6 +285,17 @@ export class JobManager {
   private async run(l: Live): Promise<void> {
     const record = l.record;
     const plan = planJob(record.spec, this.info);
+    // A CFG gang's members run only together: if a restart recorded one but not the other, both
+    // run again (their peer exchange needs both).
+    const gangs = new Map<string, Task[]>();
+    for (const t of plan.tasks) {
+      if (t.kind === "base_denoise" && t.cfg) gangs.set(t.cfg.gang, [...(gangs.get(t.cfg.gang) ?? []), t]);
+    }
+    for (const members of gangs.values()) {
+      if (members.some((t) => record.done[t.id]) && !members.every((t) => record.done[t.id])) {
+        for (const t of members) delete record.done[t.id];
+      }
+    }
     record.state = "running";
     await this.save(l);
     const tileTask = new Map<string, string[]>(); // tensor -> task id per tile

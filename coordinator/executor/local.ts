@@ -7,7 +7,12 @@ import { LavieError } from "../../core/errors.ts";
 import type { JobSpec } from "../../core/job.ts";
 import type { Tensor } from "../../core/tensor.ts";
 import { assembleBox } from "../../core/tiling/index.ts";
-import { executeTask, type Feed, type TaskContext } from "../../stage-runners/tasks/execute.ts";
+import {
+  type CfgExchange,
+  executeTask,
+  type Feed,
+  type TaskContext,
+} from "../../stage-runners/tasks/execute.ts";
 import type { NetworkId, Plan, Task, TensorRead } from "../plan/types.ts";
 
 /** Runs one network by id (the adapter maps ids to model files and sessions). */
@@ -30,6 +35,54 @@ export interface LocalExecutorOptions {
   inputs?: Record<string, Tensor>;
   /** Drop a tensor's tiles once no pending task reads them (default true; keeps memory bounded). */
   release?: boolean;
+}
+
+/**
+ * The in-memory CFG exchange of one gang: each member's swap(step) posts its output and waits for
+ * the peer's. Aborting the gang's signal (a member failed, or the job was cancelled) ends waits.
+ */
+export class MemoryCfgGang {
+  private readonly slots = new Map<
+    string,
+    { promise: Promise<Float32Array>; resolve: (v: Float32Array) => void }
+  >();
+
+  private slot(step: number, branch: string) {
+    const key = `${step}.${branch}`;
+    let s = this.slots.get(key);
+    if (!s) {
+      let resolve!: (v: Float32Array) => void;
+      const promise = new Promise<Float32Array>((r) => {
+        resolve = r;
+      });
+      s = { promise, resolve };
+      this.slots.set(key, s);
+    }
+    return s;
+  }
+
+  member(branch: "uncond" | "cond"): CfgExchange {
+    const peer = branch === "uncond" ? "cond" : "uncond";
+    return {
+      swap: (step, mine, signal) => {
+        this.slot(step, branch).resolve(mine.slice());
+        const theirs = this.slot(step, peer).promise.then((v) => {
+          this.slots.delete(`${step}.${peer}`); // read once: the peer's copy is dropped
+          return v;
+        });
+        if (!signal) return theirs;
+        return new Promise((resolve, reject) => {
+          const onAbort = () => reject(new LavieError("cancelled", "CFG peer gone: task cancelled"));
+          if (signal.aborted) return onAbort();
+          signal.addEventListener("abort", onAbort, { once: true });
+          void theirs.then((v) => {
+            signal.removeEventListener("abort", onAbort);
+            resolve(v);
+          });
+        });
+      },
+    };
+  }
 }
 
 /** Tiles of every tensor: tile index -> data. */
@@ -94,9 +147,27 @@ export async function runPlanLocally(
   const inFlight = new Map<string, Promise<void>>();
   let failure: unknown = null;
 
+  // CFG gangs (BaseDenoiseTask.cfg): members start together, share an exchange and an abort.
+  const gangs = new Map<string, { exchange: MemoryCfgGang; abort: AbortController }>();
+  const gangOf = (task: Task) => {
+    if (task.kind !== "base_denoise" || !task.cfg) return null;
+    let g = gangs.get(task.cfg.gang);
+    if (!g) {
+      g = { exchange: new MemoryCfgGang(), abort: new AbortController() };
+      gangs.set(task.cfg.gang, g);
+    }
+    return { ...g, branch: task.cfg.branch };
+  };
+
   const start = (task: Task) => {
     const t0 = performance.now();
     opts.onEvent?.({ type: "task_started", task });
+    const gang = gangOf(task);
+    const signal = gang
+      ? opts.signal
+        ? AbortSignal.any([opts.signal, gang.abort.signal])
+        : gang.abort.signal
+      : opts.signal;
     const ctx: TaskContext = {
       spec,
       plan,
@@ -104,7 +175,8 @@ export async function runPlanLocally(
       run: (n, feeds, signal) => nets.run(n, feeds, signal),
       tokenize: (n, text) => nets.tokenize(n, text),
       progress: (d) => opts.onEvent?.({ type: "task_progress", task, done: d, total: task.units }),
-      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(signal ? { signal } : {}),
+      ...(gang ? { cfg: gang.exchange.member(gang.branch) } : {}),
     };
     const p = executeTask(task, ctx).then(
       (tile) => {
@@ -123,6 +195,7 @@ export async function runPlanLocally(
       (err) => {
         inFlight.delete(task.id);
         failure ??= err;
+        gang?.abort.abort(); // the peer would wait for this member forever
       },
     );
     inFlight.set(task.id, p);
@@ -139,6 +212,19 @@ export async function runPlanLocally(
       if (task.deps.every((d) => done.has(d))) {
         pending.splice(i, 1);
         start(task);
+        // The other members of its CFG gang start now too (even past `concurrency`): each waits
+        // for the others every step. Members read the same inputs, so they are ready as well.
+        if (task.kind === "base_denoise" && task.cfg) {
+          const gang = task.cfg.gang;
+          for (let j = pending.length - 1; j >= 0; j--) {
+            const m = pending[j]!;
+            if (m.kind === "base_denoise" && m.cfg?.gang === gang && m.deps.every((d) => done.has(d))) {
+              pending.splice(j, 1);
+              start(m);
+            }
+          }
+          i = 0; // indices shifted
+        }
       } else i++;
     }
     if (inFlight.size === 0) {

@@ -107,3 +107,46 @@ test("bad job fields are rejected with the field named", () => {
     );
   }
 });
+
+test("cfgParallel: the base stage is a gang of two denoise tasks; decode reads only the cond one", () => {
+  const off = planJob(resolveJob({ prompt: "a panda", stopAfter: "base" }, limits), info);
+  const spec = resolveJob({ prompt: "a panda", stopAfter: "base", base: { cfgParallel: true } }, limits);
+  assert.equal(spec.base.cfgParallel, true);
+  assert.equal(resolveJob({ prompt: "a panda" }, limits).base.cfgParallel, false);
+  const plan = planJob(spec, info);
+  const base = plan.tasks.filter((t) => t.kind === "base_denoise");
+  assert.equal(off.tasks.filter((t) => t.kind === "base_denoise")[0]!.cfg, undefined);
+  assert.deepEqual(
+    base.map((t) => ({ id: t.id, cfg: t.cfg, out: t.output, deps: t.deps, units: t.units })),
+    [
+      {
+        id: "base.cfg_peer#0",
+        cfg: { branch: "uncond", gang: "base_cfg" },
+        out: { tensor: "base.cfg_peer", tile: 0 },
+        deps: ["text.base#0"],
+        units: 3,
+      },
+      {
+        id: "base.latent#0",
+        cfg: { branch: "cond", gang: "base_cfg" },
+        out: { tensor: "base.latent", tile: 0 },
+        deps: ["text.base#0"],
+        units: 3,
+      },
+    ],
+  );
+  assert.deepEqual(plan.tensors["base.cfg_peer"]!.tiles.shape, [1]);
+  assert.deepEqual(plan.tensors["base.latent"]!.tiles.shape, off.tensors["base.latent"]!.tiles.shape);
+  const decodes = plan.tasks.filter((t) => t.kind === "vae_decode");
+  assert.ok(decodes.length > 0);
+  for (const d of decodes) assert.deepEqual(d.deps, ["base.latent#0"]);
+  // Everything but the extra gang member is the same plan.
+  assert.deepEqual(
+    plan.tasks.filter((t) => t.id !== "base.cfg_peer#0").map((t) => t.id),
+    off.tasks.map((t) => t.id),
+  );
+  assert.throws(
+    () => resolveJob({ prompt: "x", base: { cfgParallel: "yes" as unknown as boolean } }, limits),
+    /base\.cfgParallel: must be a boolean/,
+  );
+});

@@ -12,7 +12,16 @@
 import type { JobSpec } from "../../core/job.ts";
 import type { Box } from "../../core/tensor.ts";
 import { type AxisSplit, planTiles, type TilePlan, tilesCovering } from "../../core/tiling/index.ts";
-import type { NetworkId, Plan, StageName, Task, TensorPlan, TensorRead } from "./types.ts";
+import {
+  type BaseDenoiseTask,
+  CFG_PEER_TENSOR,
+  type NetworkId,
+  type Plan,
+  type StageName,
+  type Task,
+  type TensorPlan,
+  type TensorRead,
+} from "./types.ts";
 
 /** What the planner needs to know about the models (from the manifest). */
 export interface PlanModelInfo {
@@ -37,6 +46,13 @@ export const FPS = { base: 8, interpolated: 24 } as const;
 
 const whole = (shape: readonly number[]): TilePlan => planTiles(shape, []);
 const full = (shape: readonly number[]): Box => ({ start: shape.map(() => 0), size: [...shape] });
+
+/** What PlanBuilder.add fills in for every task. */
+interface TaskHead {
+  id: string;
+  output: { tensor: string; tile: number };
+  deps: string[];
+}
 
 class PlanBuilder {
   readonly tensors: Record<string, TensorPlan> = {};
@@ -71,11 +87,7 @@ class PlanBuilder {
   }
 
   /** Adds a task writing the next tile of `tensor`; deps are derived from the reads. */
-  add<T extends Task>(
-    tensor: string,
-    make: (common: { id: string; output: { tensor: string; tile: number }; deps: string[] }) => T,
-    reads: readonly TensorRead[],
-  ): T {
+  add<T extends Task>(tensor: string, make: (common: TaskHead) => T, reads: readonly TensorRead[]): T {
     const ids = this.producers.get(tensor)!;
     const tile = ids.length;
     const id = `${tensor}#${tile}`;
@@ -169,18 +181,24 @@ export function planJob(spec: JobSpec, m: PlanModelInfo, start: PlanStart = { fr
       textTask(b, "base", "text.base", "clip_text", m.clipWidth, spec);
       b.tensor("base.latent", whole([1, 4, F, h, w]));
       const text = b.read("text.base");
-      b.add(
-        "base.latent",
-        (c) => ({
+      const denoise = (cfg?: BaseDenoiseTask["cfg"]) => (c: TaskHead) =>
+        ({
           ...c,
           kind: "base_denoise",
           stage: "base",
           units: spec.base.steps,
           networks: ["base_unet"],
           text,
-        }),
-        [text],
-      );
+          ...(cfg ? { cfg } : {}),
+        }) as BaseDenoiseTask;
+      if (spec.base.cfgParallel) {
+        // A gang of two tasks, one per CFG branch, run at once (see BaseDenoiseTask.cfg).
+        b.tensor(CFG_PEER_TENSOR, whole([1]));
+        b.add(CFG_PEER_TENSOR, denoise({ branch: "uncond", gang: "base_cfg" }), [text]);
+        b.add("base.latent", denoise({ branch: "cond", gang: "base_cfg" }), [text]);
+      } else {
+        b.add("base.latent", denoise(), [text]);
+      }
       decodeTasks(b, "base", "base.latent", "base.frames", "sd_vae_decoder", m.sdScaling, m.vaeFactor, {
         frames: spec.decode.baseFrames,
         tile: 0,

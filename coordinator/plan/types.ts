@@ -43,11 +43,26 @@ export interface TextTask extends TaskCommon {
   readonly prompts: readonly [string, string];
 }
 
-/** Base T2V denoising of the whole latent [1, 4, F, h, w] (CFG batched). */
+export type CfgBranch = "uncond" | "cond";
+
+/**
+ * Base T2V denoising of the whole latent [1, 4, F, h, w] (CFG batched). With `cfg` (the job's
+ * base.cfgParallel) the task runs one CFG branch only, as one member of a gang of two tasks that
+ * run at the same time and exchange their noise predictions each step (TaskContext.cfg): both
+ * compute the same combined step, so both hold the same latent. The "cond" member writes the
+ * latent; the "uncond" member writes a one-element marker tensor (CFG_PEER_TENSOR).
+ */
 export interface BaseDenoiseTask extends TaskCommon {
   readonly kind: "base_denoise";
   readonly text: TensorRead;
+  readonly cfg?: { readonly branch: CfgBranch; readonly gang: string };
 }
+
+/** The base stage's output latent [1, 4, F, h, w] (written by the base_denoise task). */
+export const BASE_LATENT_TENSOR = "base.latent";
+
+/** The marker tensor [1] the "uncond" member of a CFG gang writes (nothing reads it). */
+export const CFG_PEER_TENSOR = "base.cfg_peer";
 
 /** VAE decode of a latent box [1, 4, f, h, w] to pixels [1, 3, f, H, W] (frames decoded independently). */
 export interface DecodeTask extends TaskCommon {

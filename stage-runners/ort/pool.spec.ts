@@ -257,8 +257,9 @@ test("a worker that dies rejects its call with 'unavailable' and is replaced", a
   const pool = new OrtWorkerPool({ intraOpThreads: 1 });
   try {
     await pool.warm(heavy);
+    // The worker's next message makes it exit, so the call below is in flight when it dies.
+    internals(pool).slots[0]!.worker.postMessage({ type: "exit" });
     const call = pool.run(heavy, heavyFeeds());
-    void internals(pool).slots[0]!.worker.terminate();
     await assert.rejects(call, { code: "unavailable", retryable: true });
     assert.equal(pool.stats().workers, 1);
     assert.deepEqual((await pool.run(small, smallFeeds(2))).z!.data, Float32Array.from([2, 4, -8]));

@@ -72,6 +72,9 @@ interface Slot {
   lastError: Error | undefined;
 }
 
+/** How long close() waits for a busy worker to finish its run before terminating it. */
+const CLOSE_GRACE_MS = 60_000;
+
 const ENTRY = new URL("./worker-bootstrap.mjs", import.meta.url);
 
 export class OrtWorkerPool implements NetworkRunner {
@@ -142,8 +145,22 @@ export class OrtWorkerPool implements NetworkRunner {
     for (const job of this.queue.splice(0)) this.settle(job, err());
     const slots = this.slots.splice(0);
     for (const s of slots) if (s.job) this.settle(s.job, err());
-    // A worker inside session.run() exits once that native call returns.
-    await Promise.all(slots.map((s) => s.worker.terminate()));
+    // Ask each worker to exit after its current run: terminating a thread inside a native ORT call
+    // can abort the process. Terminate only those that do not exit in time.
+    await Promise.all(
+      slots.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            if (s.worker.threadId === -1) return resolve();
+            const timer = setTimeout(() => void s.worker.terminate().then(() => resolve()), CLOSE_GRACE_MS);
+            s.worker.once("exit", () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            s.worker.postMessage({ type: "exit" } satisfies ToWorker);
+          }),
+      ),
+    );
   }
 
   private submit(

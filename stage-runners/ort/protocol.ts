@@ -39,7 +39,10 @@ export interface WorkerConfig {
 
 export type ToWorker =
   | { type: "run"; id: number; modelPath: string; feeds: Record<string, Feed> }
-  | { type: "warm"; id: number; modelPath: string };
+  | { type: "warm"; id: number; modelPath: string }
+  /** Finish what is running, release the sessions and end the thread (a clean alternative to
+   * Worker.terminate(), which can abort the whole process when it lands inside a native ORT call). */
+  | { type: "exit" };
 
 export type FromWorker =
   | { type: "ready" }

@@ -125,7 +125,7 @@ function reply(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
   }
 }
 
-async function handle(msg: ToWorker): Promise<void> {
+async function handle(msg: Exclude<ToWorker, { type: "exit" }>): Promise<void> {
   coldThisJob = false;
   try {
     if (msg.type === "warm") {
@@ -154,6 +154,14 @@ async function handle(msg: ToWorker): Promise<void> {
 
 let chain: Promise<void> = Promise.resolve();
 port.on("message", (msg: ToWorker) => {
+  if (msg.type === "exit") {
+    chain = chain.then(async () => {
+      for (const s of sessions.values()) await s.release().catch(() => {});
+      sessions.clear();
+      process.exit(0);
+    });
+    return;
+  }
   chain = chain.then(() => handle(msg));
 });
 reply({ type: "ready" });

@@ -151,8 +151,22 @@ export function parseTask(text: string, field = "task_json"): Task {
       const prompts = [str(`${field}.prompts[0]`, p[0]), str(`${field}.prompts[1]`, p[1])] as const;
       return { ...common, kind, prompts };
     }
-    case "base_denoise":
-      return { ...common, kind, text: tensorRead(`${field}.text`, o.text) };
+    case "base_denoise": {
+      const text = tensorRead(`${field}.text`, o.text);
+      if (o.cfg === undefined) return { ...common, kind, text };
+      const c = obj(`${field}.cfg`, o.cfg);
+      const cfg = {
+        branch: oneOf(`${field}.cfg.branch`, c.branch, ["uncond", "cond"] as const),
+        gang: str(`${field}.cfg.gang`, c.gang, true),
+      };
+      if (!/^[A-Za-z0-9_-]{1,64}$/.test(cfg.gang)) {
+        throw invalidArgument(
+          `${field}.cfg.gang`,
+          `must be 1-64 characters of [A-Za-z0-9_.-], got ${describe(cfg.gang)}`,
+        );
+      }
+      return { ...common, kind, text, cfg };
+    }
     case "vae_decode":
     case "vae_encode":
       return {

@@ -21,7 +21,14 @@
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import type { NetworkId, Plan, StageName, Task, TensorPlan } from "../../coordinator/plan/types.ts";
+import {
+  BASE_LATENT_TENSOR,
+  type NetworkId,
+  type Plan,
+  type StageName,
+  type Task,
+  type TensorPlan,
+} from "../../coordinator/plan/types.ts";
 import { invalidArgument, LavieError } from "../../core/errors.ts";
 import type { JobSpec } from "../../core/job.ts";
 import type { Tensor } from "../../core/tensor.ts";
@@ -39,6 +46,7 @@ import { loadModelDirectory, type ModelDirectory } from "../../models/loader.ts"
 import type { ClipTokenizer } from "../../models/tokenizer/index.ts";
 import { serviceDefinition } from "../../transport/grpc/adapter.ts";
 import { toGrpcError } from "../../transport/grpc/status.ts";
+import type { NatsCfgExchange } from "../../transport/nats/cfg-exchange.ts";
 import type { Registration, RunnerRegistry } from "../../transport/nats/registry.ts";
 import type { NatsTensorStore, TensorRef } from "../../transport/nats/tensors.ts";
 import { OrtNetworks } from "../networks.ts";
@@ -67,6 +75,11 @@ export interface StageRunnerOptions {
   verifyHashes?: boolean;
   /** Load the sessions of the served stages' networks at start (default false). */
   warm?: boolean;
+  /**
+   * The CFG exchange (transport/nats/cfg-exchange.ts) for the members of a CFG gang (a job with
+   * base.cfgParallel); a runner without one fails such tasks with failed_precondition.
+   */
+  cfgExchange?: Pick<NatsCfgExchange, "member">;
   /** Diagnostics (heartbeat failures, task failures); default none. */
   log?: (msg: string) => void;
 }
@@ -87,6 +100,9 @@ function stageNetworks(md: ModelDirectory, stage: StageName): NetworkId[] {
   if (s.vaeEncoder) ids.push(s.vaeEncoder.id);
   return ids;
 }
+
+/** How long shutdown waits for the registry entry to be removed (it expires by TTL anyway). */
+const DEREGISTER_TIMEOUT_MS = 2_000;
 
 export class StageRunner {
   readonly id: string;
@@ -246,7 +262,17 @@ export class StageRunner {
   private async deregister(): Promise<void> {
     const reg = this.registration;
     this.registration = undefined;
-    await reg?.deregister();
+    if (!reg) return;
+    // With NATS unreachable the delete would wait for a reconnect that may never come; the entry
+    // expires by its TTL anyway, so shutting down never waits on it for long.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      reg.deregister().catch(() => {}),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, DEREGISTER_TIMEOUT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   /** Publishes a heartbeat now (free slots changed), ignoring failures. */
@@ -405,8 +431,27 @@ export class StageRunner {
     const tensors: Record<string, TensorPlan> = {};
     for (const [name, input] of req.inputs) tensors[name] = { name, tiles: input.plan };
     const outShape = this.outputShape(req);
-    if (outShape)
-      tensors[task.output.tensor] = { name: task.output.tensor, tiles: planFromWindows(outShape, []) };
+    if (outShape) {
+      // A base task's noise is keyed by position in the latent, whichever tensor it writes (the
+      // uncond member of a CFG gang writes a marker).
+      const name = task.kind === "base_denoise" ? BASE_LATENT_TENSOR : task.output.tensor;
+      tensors[name] = { name, tiles: planFromWindows(outShape, []) };
+    }
+    let cfg: TaskContext["cfg"];
+    if (task.kind === "base_denoise" && task.cfg) {
+      if (!this.opts.cfgExchange) {
+        throw new LavieError(
+          "failed_precondition",
+          `runner ${this.id} has no CFG exchange for task ${task.id} (a cfgParallel job)`,
+        );
+      }
+      cfg = this.opts.cfgExchange.member({
+        jobId: req.jobId,
+        gang: task.cfg.gang,
+        attempt: req.attempt,
+        branch: task.cfg.branch,
+      });
+    }
     const plan: Plan = { tensors, tasks: [task], result: task.output.tensor, fps: 0 };
 
     const fetched = new Map<string, Promise<Tensor>>();
@@ -445,6 +490,7 @@ export class StageRunner {
       tokenize: (n, text) => networks.tokenize(n, text),
       progress: (done) => send({ case: "progress", value: { done, total: task.units } }),
       signal,
+      ...(cfg ? { cfg } : {}),
     };
     const out = await executeTask(task, ctx);
     if (signal.aborted) throw LavieError.from(signal.reason);

@@ -4,17 +4,20 @@
  * the same task gives the same tile wherever it runs.
  */
 
-import type {
-  DecodeTask,
-  EncodeTask,
-  InterpDenoiseTask,
-  NetworkId,
-  Plan,
-  StageName,
-  Task,
-  TensorRead,
-  TextTask,
-  VsrDenoiseTask,
+import {
+  BASE_LATENT_TENSOR,
+  type BaseDenoiseTask,
+  type CfgBranch,
+  type DecodeTask,
+  type EncodeTask,
+  type InterpDenoiseTask,
+  type NetworkId,
+  type Plan,
+  type StageName,
+  type Task,
+  type TensorRead,
+  type TextTask,
+  type VsrDenoiseTask,
 } from "../../coordinator/plan/types.ts";
 import { LavieError } from "../../core/errors.ts";
 import type { JobSpec, StageSpec } from "../../core/job.ts";
@@ -22,6 +25,7 @@ import { noiseBox } from "../../core/noise/index.ts";
 import {
   applyStep,
   augmentLowRes,
+  cfgCombine,
   cfgCombineBatched,
   planSampler,
   scaleModelInput,
@@ -33,6 +37,16 @@ import type { Feed } from "../ort/protocol.ts";
 
 export type { Feed };
 
+/**
+ * The two members of a CFG gang (BaseDenoiseTask.cfg) swap their UNet outputs each step: swap sends
+ * this branch's noise prediction for `step` and resolves with the peer branch's. Implementations:
+ * in memory (coordinator/executor/local.ts), over NATS JetStream (transport/nats/cfg-exchange.ts).
+ * A peer that does not answer in time fails the task as retryable.
+ */
+export interface CfgExchange {
+  swap(step: number, mine: Float32Array, signal?: AbortSignal): Promise<Float32Array>;
+}
+
 export interface TaskContext {
   readonly spec: JobSpec;
   readonly plan: Plan;
@@ -42,26 +56,16 @@ export interface TaskContext {
   /** Called with the number of units done so far (denoising steps). */
   progress?(done: number): void;
   readonly signal?: AbortSignal;
+  /** The peer exchange of a CFG-gang task (required when task.cfg is set). */
+  readonly cfg?: CfgExchange;
 }
 
 export async function executeTask(task: Task, ctx: TaskContext): Promise<Tensor> {
   switch (task.kind) {
     case "text":
       return encodeText(task, ctx);
-    case "base_denoise": {
-      const shape = ctx.plan.tensors[task.output.tensor]!.tiles.shape;
-      const text = await ctx.read(task.text);
-      return denoise(
-        ctx,
-        "base",
-        ctx.spec.base,
-        shape,
-        { start: shape.map(() => 0), size: shape },
-        text,
-        null,
-        null,
-      );
-    }
+    case "base_denoise":
+      return baseDenoise(task, ctx);
     case "interp_denoise":
       return interpDenoise(task, ctx);
     case "vsr_denoise":
@@ -141,6 +145,20 @@ async function encode(task: EncodeTask, ctx: TaskContext): Promise<Tensor> {
   return swapChannelsFrames({ shape: [1, f!, 4, h!, w!], data: mean });
 }
 
+async function baseDenoise(task: BaseDenoiseTask, ctx: TaskContext): Promise<Tensor> {
+  const shape = ctx.plan.tensors[BASE_LATENT_TENSOR]!.tiles.shape;
+  const text = await ctx.read(task.text);
+  const box = { start: shape.map(() => 0), size: [...shape] };
+  if (!task.cfg) return denoise(ctx, "base", ctx.spec.base, shape, box, text, null, null);
+  if (!ctx.cfg) throw new LavieError("internal", `task ${task.id} is a CFG-gang member but has no exchange`);
+  const latent = await denoise(ctx, "base", ctx.spec.base, shape, box, text, null, null, {
+    branch: task.cfg.branch,
+    exchange: ctx.cfg,
+  });
+  // Both members hold the same latent; the uncond member writes only the marker tile.
+  return task.cfg.branch === "cond" ? latent : { shape: [1], data: new Float32Array(1) };
+}
+
 async function interpDenoise(task: InterpDenoiseTask, ctx: TaskContext): Promise<Tensor> {
   const cond = await ctx.read(task.cond); // [1, 4, F, h, w]
   const [, , F, h, w] = cond.shape as number[];
@@ -172,6 +190,10 @@ async function vsrDenoise(task: VsrDenoiseTask, ctx: TaskContext): Promise<Tenso
 /**
  * The denoising loop of one latent box: position-keyed initial noise and step noise, CFG batched as
  * [uncond, cond], extra conditioning channels concatenated after the 4 latent channels.
+ *
+ * With `gang`, this task runs one CFG branch only (batch 1: its own text row and a [t] timestep)
+ * and swaps its UNet output with the peer branch each step; both then combine [uncond, cond] and
+ * step the sampler identically, so both hold the same latent.
  */
 async function denoise(
   ctx: TaskContext,
@@ -182,6 +204,7 @@ async function denoise(
   text: Tensor,
   extra: Tensor | null,
   classLabel: number | null,
+  gang?: { branch: CfgBranch; exchange: CfgExchange },
 ): Promise<Tensor> {
   const network: NetworkId =
     stage === "base" ? "base_unet" : stage === "interpolation" ? "interp_unet" : "vsr_unet";
@@ -193,27 +216,48 @@ async function denoise(
   if (sampler.initNoiseSigma !== 1) for (let i = 0; i < x.length; i++) x[i]! *= sampler.initNoiseSigma;
   const [, , f, hh, ww] = box.size as number[];
   const cx = extra ? extra.shape[1]! : 0;
-  const sample = tensor([2, 4 + cx, f!, hh!, ww!]);
-  if (extra) {
-    writeBox(sample, extra, [0, 4, 0, 0, 0]);
-    writeBox(sample, extra, [1, 4, 0, 0, 0]);
+  // Batch rows: [uncond, cond], or this gang member's branch alone.
+  const rows = gang ? 1 : 2;
+  const sample = tensor([rows, 4 + cx, f!, hh!, ww!]);
+  if (extra) for (let r = 0; r < rows; r++) writeBox(sample, extra, [r, 4, 0, 0, 0]);
+  let textFeed = f32(text);
+  if (gang) {
+    const [, tokens, width] = text.shape as number[];
+    const row = tokens! * width!;
+    const k = gang.branch === "uncond" ? 0 : 1;
+    textFeed = {
+      dtype: "float32",
+      shape: [1, tokens!, width!],
+      data: text.data.slice(k * row, (k + 1) * row),
+    };
   }
-  const textFeed = f32(text);
-  const labels = classLabel === null ? null : new BigInt64Array([BigInt(classLabel), BigInt(classLabel)]);
+  const labels = classLabel === null ? null : new BigInt64Array(rows).fill(BigInt(classLabel));
   for (const step of sampler.steps) {
     if (ctx.signal?.aborted) throw new LavieError("cancelled", "task cancelled");
     const xin = { shape: [1, 4, f!, hh!, ww!], data: scaleModelInput(step, x) };
-    writeBox(sample, xin, [0, 0, 0, 0, 0]);
-    writeBox(sample, xin, [1, 0, 0, 0, 0]);
+    for (let r = 0; r < rows; r++) writeBox(sample, xin, [r, 0, 0, 0, 0]);
     const t = BigInt(Math.round(step.timestep));
     const feeds: Record<string, Feed> = {
       sample: f32(sample),
-      timestep: { dtype: "int64", shape: [2], data: new BigInt64Array([t, t]) },
+      timestep: { dtype: "int64", shape: [rows], data: new BigInt64Array(rows).fill(t) },
       encoder_hidden_states: textFeed,
     };
-    if (labels) feeds.class_labels = { dtype: "int64", shape: [2], data: labels };
+    if (labels) feeds.class_labels = { dtype: "int64", shape: [rows], data: labels };
     const out = output(await ctx.run(network, feeds, ctx.signal), "out_sample", network);
-    const eps = cfgCombineBatched(out.data, spec.guidance);
+    let eps: Float32Array;
+    if (gang) {
+      const peer = await gang.exchange.swap(step.index, out.data, ctx.signal);
+      if (peer.length !== out.data.length) {
+        throw new LavieError(
+          "internal",
+          `CFG peer sent ${peer.length} values at step ${step.index}, expected ${out.data.length}`,
+        );
+      }
+      const [u, c] = gang.branch === "uncond" ? [out.data, peer] : [peer, out.data];
+      eps = cfgCombine(u, c, spec.guidance);
+    } else {
+      eps = cfgCombineBatched(out.data, spec.guidance);
+    }
     const noise = step.needsNoise
       ? noiseBox({ seed, stage: `${stage}/step`, step: step.index }, fullShape, box).data
       : undefined;

@@ -70,3 +70,14 @@ test("cancellation stops the job with a cancelled error", async () => {
   });
   await assert.rejects(p, (e: Error & { code?: string }) => e.code === "cancelled");
 });
+
+test("cfgParallel (CFG branches as two tasks exchanging predictions) gives the batched run's frames bit for bit", async () => {
+  // The engine has one ORT worker and concurrency 1: the gang's two members still start together.
+  const ref = await run({});
+  const gang = await run({ base: { steps: 2, cfgParallel: true } });
+  assert.deepEqual(gang.shape, ref.shape);
+  assert.ok(
+    Buffer.from(gang.data.buffer).equals(Buffer.from(ref.data.buffer)),
+    "batch-1 branch UNet runs must equal the batched [uncond, cond] run",
+  );
+});

@@ -1,5 +1,6 @@
 /**
- * `lavie generate "<prompt>"`: the whole cascade in-process (the embedded default), to MP4.
+ * `lavie generate "<prompt>"`: the whole cascade in-process (the embedded default), to MP4; with
+ * `--server host:port` the same job is submitted to a running coordinator instead (remote.ts).
  * `lavie interpolate <video>` and `lavie upscale <video>`: one stage on an existing video, as the
  * official tool's separate steps, but handing frames on losslessly when chained.
  */
@@ -16,6 +17,7 @@ import { decodeVideo, encodeVideo, framesToTensor, writePngFrames } from "../../
 import { ensureModels } from "../../../models/cache.ts";
 import { parseRunnablePreset, parseSeed } from "../options.ts";
 import { StageProgress } from "../progress.ts";
+import { generateRemote, parseIdempotencyKey, serverOption } from "./remote.ts";
 
 const say = (s: string) => process.stderr.write(`${s}\n`);
 
@@ -123,6 +125,7 @@ function requestOf(prompt: string, o: Opts, extra: Partial<JobRequest> = {}): Jo
     base: {
       ...stage(n("baseSteps"), n("guidance"), s("sampler")),
       ...clean({ negativePrompt: s("negativePrompt") }),
+      ...((o.cfgParallel as unknown) === true && { cfgParallel: true }),
     },
     interpolation: {
       ...stage(n("interpSteps"), n("interpGuidance"), s("interpSampler")),
@@ -141,18 +144,23 @@ function requestOf(prompt: string, o: Opts, extra: Partial<JobRequest> = {}): Jo
   };
 }
 
+/** A validation error naming the CLI option instead of the JobRequest field, when there is one. */
+function explain(err: unknown): LavieError {
+  const e = LavieError.from(err);
+  const opt = e.field ? OPTION_OF[e.field] : undefined;
+  if (e.code === "invalid_argument" && opt && e.field && e.message.startsWith(`${e.field}: `)) {
+    return new LavieError("invalid_argument", `${opt}: ${e.message.slice(e.field.length + 2)}`, {
+      field: e.field,
+    });
+  }
+  return e;
+}
+
 function resolveOrExplain(engine: LocalEngine, req: JobRequest): JobSpec {
   try {
     return engine.resolve(req);
   } catch (err) {
-    const e = LavieError.from(err);
-    const opt = e.field ? OPTION_OF[e.field] : undefined;
-    if (e.code === "invalid_argument" && opt && e.field) {
-      throw new LavieError("invalid_argument", `${opt}: ${e.message.slice(e.field.length + 2)}`, {
-        field: e.field,
-      });
-    }
-    throw e;
+    throw explain(err);
   }
 }
 
@@ -246,17 +254,38 @@ export function registerGenerateCommands(program: Command): void {
     .addOption(new Option("--stop-after <stage>", "base, interpolation or vsr").default("vsr"))
     .addOption(intOption("--height <px>", "base video height (default: the preset's)"))
     .addOption(intOption("--width <px>", "base video width"))
+    .addOption(
+      new Option(
+        "--cfg-parallel",
+        "base stage: run the CFG branches as two tasks at once, exchanging predictions each step " +
+          "(with --server: on two distinct base runners; same result as the batched run)",
+      ),
+    )
+    .addOption(serverOption(false))
+    .addOption(
+      new Option(
+        "--idempotency-key <key>",
+        "with --server: resubmitting with the same key returns the same job (default: a random key)",
+      ).argParser(parseIdempotencyKey),
+    )
     .action(async (prompt: string, o: Opts) => {
-      await runJob(o, async (engine) => ({
-        spec: resolveOrExplain(
-          engine,
-          requestOf(prompt, o, {
-            stopAfter: o.stopAfter as string,
-            ...(o.height !== undefined && { height: o.height as number }),
-            ...(o.width !== undefined && { width: o.width as number }),
-          }),
-        ),
-      }));
+      const req = requestOf(prompt, o, {
+        stopAfter: o.stopAfter as string,
+        ...(o.height !== undefined && { height: o.height as number }),
+        ...(o.width !== undefined && { width: o.width as number }),
+      });
+      if (o.server !== undefined) {
+        // The coordinator's models decide the preset; --preset, --model-dir and --threads are local only.
+        await generateRemote(req, {
+          server: o.server as string,
+          out: o.out as string,
+          ...(o.idempotencyKey !== undefined && { idempotencyKey: o.idempotencyKey as string }),
+          ...(o.framesDir !== undefined && { framesDir: o.framesDir as string }),
+          explain,
+        });
+        return;
+      }
+      await runJob(o, async (engine) => ({ spec: resolveOrExplain(engine, req) }));
     });
 
   addJobOptions(
