@@ -11,7 +11,8 @@ import { LavieError } from "../../core/errors.ts";
 import type { JobRequest, ModelLimits } from "../../core/job.ts";
 import { resolveJob } from "../../core/job.ts";
 import { type PlanModelInfo, planJob } from "../plan/plan.ts";
-import type { Plan, StageName, Task, TensorRead } from "../plan/types.ts";
+import { readsOf } from "../plan/reads.ts";
+import type { Plan, StageName, Task } from "../plan/types.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import type { JobRecord, JobStorePort, TaskInput, TensorRef, TensorStorePort, VideoResult } from "./ports.ts";
 import { TERMINAL } from "./ports.ts";
@@ -54,22 +55,6 @@ interface Live {
 
 /** When a cancelled or failed job's objects are swept a second time. */
 export const LATE_SWEEP_MS = 2_000;
-
-export function readsOf(task: Task): TensorRead[] {
-  switch (task.kind) {
-    case "text":
-      return [];
-    case "base_denoise":
-      return [task.text];
-    case "vae_decode":
-    case "vae_encode":
-      return [task.input];
-    case "interp_denoise":
-      return [task.text, task.cond];
-    case "vsr_denoise":
-      return [task.text, task.lowRes];
-  }
-}
 
 export class JobManager {
   private readonly live = new Map<string, Live>();

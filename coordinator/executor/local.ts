@@ -13,6 +13,7 @@ import {
   type Feed,
   type TaskContext,
 } from "../../stage-runners/tasks/execute.ts";
+import { readsOf } from "../plan/reads.ts";
 import type { NetworkId, Plan, Task, TensorRead } from "../plan/types.ts";
 
 /** Runs one network by id (the adapter maps ids to model files and sessions). */
@@ -109,22 +110,6 @@ export class TileStore {
     const tp = plan.tensors[r.tensor];
     if (!tp) throw new LavieError("internal", `unknown tensor ${r.tensor}`);
     return assembleBox(tp.tiles, r.box, (i) => this.get(r.tensor, i));
-  }
-}
-
-function readsOf(task: Task): TensorRead[] {
-  switch (task.kind) {
-    case "text":
-      return [];
-    case "base_denoise":
-      return [task.text];
-    case "vae_decode":
-    case "vae_encode":
-      return [task.input];
-    case "interp_denoise":
-      return [task.text, task.cond];
-    case "vsr_denoise":
-      return [task.text, task.lowRes];
   }
 }
 

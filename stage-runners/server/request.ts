@@ -6,6 +6,7 @@
  * LavieError("invalid_argument") whose field names the request field ("task_json.text.box",
  * "inputs[1].tiles[3].shape", "output_object", ...).
  */
+import { taskReads } from "../../coordinator/plan/reads.ts";
 import type { NetworkId, StageName, Task, TensorRead } from "../../coordinator/plan/types.ts";
 import { invalidArgument, LavieError } from "../../core/errors.ts";
 import type { JobSpec } from "../../core/job.ts";
@@ -194,29 +195,6 @@ export function parseTask(text: string, field = "task_json"): Task {
   }
 }
 
-/** The reads of a task, with the name of the task field each comes from. */
-export function readsOf(task: Task): { field: string; read: TensorRead }[] {
-  switch (task.kind) {
-    case "text":
-      return [];
-    case "base_denoise":
-      return [{ field: "text", read: task.text }];
-    case "vae_decode":
-    case "vae_encode":
-      return [{ field: "input", read: task.input }];
-    case "interp_denoise":
-      return [
-        { field: "text", read: task.text },
-        { field: "cond", read: task.cond },
-      ];
-    case "vsr_denoise":
-      return [
-        { field: "text", read: task.text },
-        { field: "lowRes", read: task.lowRes },
-      ];
-  }
-}
-
 function stageSpec(field: string, v: unknown): void {
   const o = obj(field, v);
   int(`${field}.steps`, o.steps, 1, 100_000);
@@ -372,7 +350,7 @@ export function validateRequest(req: ExecuteTaskRequest, stages: ReadonlySet<Sta
     given.set(ts.tensor, { index, ts });
   });
   const inputs = new Map<string, InputTensor>();
-  for (const { field, read } of readsOf(task)) {
+  for (const { field, read } of taskReads(task)) {
     const g = given.get(read.tensor);
     if (!g) {
       throw invalidArgument("inputs", `no TileSet for tensor ${read.tensor} (read by task_json.${field})`);
