@@ -43,8 +43,11 @@ export function assembleBox(plan: TilePlan, box: Box, getTile: (index: number) =
   // Fast path: the box lies inside one tile that no other tile overlaps there.
   if (covering.length === 1) {
     const t = plan.tiles[covering[0]!]!;
+    const tile = getTile(covering[0]!);
+    // The whole tile: hand it out as it is (no copy; callers treat tiles as read-only).
+    if (box.start.every((s, d) => s === t.box.start[d] && box.size[d] === t.box.size[d])) return tile;
     const local = { start: box.start.map((s, d) => s - t.box.start[d]!), size: box.size };
-    return sliceBox(getTile(covering[0]!), local);
+    return sliceBox(tile, local);
   }
   const blender = new Blender(box.size);
   for (const i of covering) {
