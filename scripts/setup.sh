@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian 12 machine: system packages
-# (ffmpeg for MP4 I/O, nats-server for the distributed transport and its tests) and the npm dependencies. Idempotent; safe to run again.
+# (ffmpeg for MP4 I/O, nats-server for the distributed transport and its tests, prometheus for the
+# metrics test) and the npm dependencies. Idempotent; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(ffmpeg nats-server)
+apt_packages=(ffmpeg nats-server prometheus)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
