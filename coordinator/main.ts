@@ -13,10 +13,28 @@
  * | LAVIE_TASK_ATTEMPTS       | 4                | attempts per task before the job fails              |
  * | LAVIE_PROGRESS_TIMEOUT_MS | 120000           | a task silent this long is moved to another runner  |
  * | LAVIE_KEEP_TENSORS        | 0                | 1: keep succeeded jobs' intermediate tiles (debug)  |
+ * | LAVIE_METRICS_PORT        | 9464             | Prometheus /metrics port (0 = off; a taken port is logged and skipped) |
+ * | LAVIE_METRICS_HOST        | LAVIE_GRPC_HOST  | address /metrics listens on                         |
+ * | OTEL_EXPORTER_OTLP_ENDPOINT | -              | OTLP/HTTP receiver (JSON, <endpoint>/v1/traces); unset = tracing off |
+ * | OTEL_SERVICE_NAME         | lavie-coordinator | service.name of the spans                          |
+ * | OTEL_TRACES_SAMPLER(_ARG) | parentbased_always_on | sampler; other OTEL_* variables as the SDK documents |
+ * | LAVIE_DISCOVERY           | nats             | nats: runners from the NATS registry; kubernetes: also from the runner EndpointSlices (label app.kubernetes.io/component=runner, stage label lavie.dev/stage, port "grpc") |
+ * | LAVIE_K8S_NAMESPACE       | (pod namespace)  | namespace of the runner Deployments/EndpointSlices (default: the service account's, else "default") |
+ * | LAVIE_AUTOSCALE_DEPLOYMENTS | -              | stage=deployment list, e.g. base=lavie-base,vsr=lavie-vsr; set = autoscale those Deployments |
+ * | LAVIE_AUTOSCALE_MIN       | 0                | min replicas: N for all stages, or stage=N list      |
+ * | LAVIE_AUTOSCALE_MAX       | 4                | max replicas: N for all stages, or stage=N list      |
+ * | LAVIE_AUTOSCALE_SLOTS     | 1                | slots per runner assumed while a stage has no runner |
+ * | LAVIE_AUTOSCALE_IDLE_SECONDS | 300           | a stage idle this long scales to zero (if min is 0)  |
+ * | LAVIE_AUTOSCALE_DOWN_WINDOW_SECONDS | 300    | scale-down stabilisation window (highest desired of the window) |
+ * | LAVIE_AUTOSCALE_INTERVAL_MS | 2000           | autoscaler tick                                       |
+ * Kubernetes API access (discovery, autoscaler): in-cluster service account, else KUBECONFIG.
  * Prints "coordinator listening on <host:port>" when ready; SIGTERM/SIGINT stop it (jobs resume on restart).
  */
+import { readFileSync } from "node:fs";
 import { ensureModels } from "../models/cache.ts";
-import { Coordinator } from "./server.ts";
+import { startProcessTelemetry } from "../transport/telemetry/process.ts";
+import type { StagePolicy } from "./autoscaler/policy.ts";
+import { Coordinator, type CoordinatorOptions } from "./server.ts";
 
 function env(name: string): string | undefined {
   const v = process.env[name];
@@ -33,6 +51,94 @@ function intEnv(name: string, dflt: number, min: number, max: number): number {
   return n;
 }
 
+/** "N" (every stage) or "stage=N,..." (stages not listed: dflt). */
+function perStageInt(
+  name: string,
+  stages: string[],
+  dflt: number,
+  min: number,
+  max: number,
+): Record<string, number> {
+  const v = env(name);
+  const out: Record<string, number> = Object.fromEntries(stages.map((s) => [s, dflt]));
+  if (v === undefined) return out;
+  const bad = () => new Error(`${name}: must be an integer in ${min}..${max} or stage=N,..., got "${v}"`);
+  if (/^\d+$/.test(v)) {
+    const n = Number(v);
+    if (n < min || n > max) throw bad();
+    for (const s of stages) out[s] = n;
+    return out;
+  }
+  for (const part of v.split(",")) {
+    const m = /^\s*([a-z]+)\s*=\s*(\d+)\s*$/.exec(part);
+    const n = Number(m?.[2]);
+    if (!m || !stages.includes(m[1]!) || n < min || n > max) throw bad();
+    out[m[1]!] = n;
+  }
+  return out;
+}
+
+function numberEnv(name: string, dflt: number, min: number, max: number): number {
+  const v = env(name);
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min || n > max)
+    throw new Error(`${name}: must be a number in ${min}..${max}, got "${v}"`);
+  return n;
+}
+
+function kubernetesOptions(): Pick<CoordinatorOptions, "discovery" | "kube" | "autoscaler"> {
+  const discovery = env("LAVIE_DISCOVERY") ?? "nats";
+  if (discovery !== "nats" && discovery !== "kubernetes") {
+    throw new Error(`LAVIE_DISCOVERY: must be nats or kubernetes, got "${discovery}"`);
+  }
+  let namespace = env("LAVIE_K8S_NAMESPACE");
+  if (!namespace) {
+    try {
+      namespace =
+        readFileSync("/var/run/secrets/kubernetes.io/serviceaccount/namespace", "utf8").trim() || "default";
+    } catch {
+      namespace = "default";
+    }
+  }
+  const out: Pick<CoordinatorOptions, "discovery" | "kube" | "autoscaler"> = {
+    discovery,
+    kube: { namespace },
+  };
+  const deploymentsText = env("LAVIE_AUTOSCALE_DEPLOYMENTS");
+  if (deploymentsText) {
+    const deployments: Record<string, string> = {};
+    for (const part of deploymentsText.split(",")) {
+      const m = /^\s*(base|interpolation|vsr)\s*=\s*([a-z0-9]([-a-z0-9]*[a-z0-9])?)\s*$/.exec(part);
+      if (!m) {
+        throw new Error(
+          `LAVIE_AUTOSCALE_DEPLOYMENTS: expected stage=deployment,... (stages base, interpolation, vsr), got "${part}"`,
+        );
+      }
+      deployments[m[1]!] = m[2]!;
+    }
+    const stages = Object.keys(deployments);
+    const mins = perStageInt("LAVIE_AUTOSCALE_MIN", stages, 0, 0, 1000);
+    const maxs = perStageInt("LAVIE_AUTOSCALE_MAX", stages, 4, 1, 1000);
+    const slotsPerRunner = intEnv("LAVIE_AUTOSCALE_SLOTS", 1, 1, 1024);
+    const idleSeconds = numberEnv("LAVIE_AUTOSCALE_IDLE_SECONDS", 300, 0, 86_400);
+    const downStabilizationSeconds = numberEnv("LAVIE_AUTOSCALE_DOWN_WINDOW_SECONDS", 300, 0, 86_400);
+    const policies: Record<string, StagePolicy> = {};
+    for (const s of stages) {
+      const min = mins[s] ?? 0;
+      const max = maxs[s] ?? 4;
+      if (min > max) throw new Error(`LAVIE_AUTOSCALE_MIN/MAX: ${s}: min ${min} exceeds max ${max}`);
+      policies[s] = { min, max, slotsPerRunner, idleSeconds, downStabilizationSeconds };
+    }
+    out.autoscaler = {
+      deployments,
+      stages: policies,
+      intervalMs: intEnv("LAVIE_AUTOSCALE_INTERVAL_MS", 2000, 100, 600_000),
+    };
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const natsUrl = env("LAVIE_NATS_URL");
   if (!natsUrl) throw new Error("LAVIE_NATS_URL: required (e.g. nats://127.0.0.1:4222)");
@@ -40,6 +146,13 @@ async function main(): Promise<void> {
   const maxRunningJobs = intEnv("LAVIE_MAX_RUNNING_JOBS", 4, 1, 10_000);
   const maxAttempts = intEnv("LAVIE_TASK_ATTEMPTS", 4, 1, 100);
   const progressTimeoutMs = intEnv("LAVIE_PROGRESS_TIMEOUT_MS", 120_000, 100, 86_400_000);
+  const kubernetes = kubernetesOptions();
+  const telemetry = await startProcessTelemetry({
+    serviceName: "lavie-coordinator",
+    defaultMetricsPort: 9464,
+    defaultMetricsHost: env("LAVIE_GRPC_HOST") ?? "127.0.0.1",
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
   const modelDir = env("LAVIE_MODEL_DIR") ?? (await ensureModels(env("LAVIE_PRESET") ?? "tiny"));
   const c = await Coordinator.start({
     natsUrl,
@@ -49,13 +162,18 @@ async function main(): Promise<void> {
     maxRunningJobs,
     keepTensors: env("LAVIE_KEEP_TENSORS") === "1",
     dispatcher: { maxAttempts, progressTimeoutMs },
+    ...kubernetes,
   });
   process.stdout.write(`coordinator listening on ${c.address} (resumed ${c.resumed} jobs)\n`);
+  if (telemetry.metricsAddress)
+    process.stderr.write(`coordinator metrics on http://${telemetry.metricsAddress}/metrics\n`);
   const stop = () => {
-    c.stop().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
+    c.stop()
+      .finally(() => telemetry.shutdown())
+      .then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
   };
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);

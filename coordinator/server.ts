@@ -4,15 +4,27 @@
  * `lavie cluster` start it the same way.
  */
 import * as grpc from "@grpc/grpc-js";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { LavieError } from "../core/errors.ts";
+import { JobService } from "../gen/lavie/v1/jobs_pb.ts";
 import { loadModelDirectory } from "../models/loader.ts";
 import { GrpcRunnerClient } from "../transport/grpc/runner-client.ts";
 import { connectNats, type NatsClients } from "../transport/nats/connect.ts";
 import { NatsJobStore } from "../transport/nats/kv.ts";
 import { RunnerRegistry } from "../transport/nats/registry.ts";
 import { NatsTensorStore } from "../transport/nats/tensors.ts";
+import {
+  countingStore,
+  dispatchObserver,
+  jobFinishedHook,
+  watchDispatcher,
+} from "../transport/telemetry/coordinator.ts";
+import { instrumentServer, serverStopping, setServing } from "../transport/telemetry/health.ts";
 import { addJobService } from "./api/service.ts";
-import { Dispatcher, type DispatcherOptions } from "./distributed/dispatcher.ts";
+import type { Autoscaler } from "./autoscaler/kube.ts";
+import type { StagePolicy } from "./autoscaler/policy.ts";
+import type { EndpointSliceDirectory } from "./discovery/endpointslices.ts";
+import { Dispatcher, type DispatcherLoad, type DispatcherOptions } from "./distributed/dispatcher.ts";
 import { JobManager } from "./distributed/jobs.ts";
 import type { JobRecord, JobStorePort, RunnerDirectory, RunnerInfo } from "./distributed/ports.ts";
 import { limitsOf, planInfoOf } from "./engine.ts";
@@ -26,6 +38,20 @@ export interface CoordinatorOptions {
   maxRunningJobs?: number;
   keepTensors?: boolean;
   dispatcher?: DispatcherOptions;
+  /**
+   * Runner discovery: "nats" (default) the NATS registry only; "kubernetes" also the runner
+   * EndpointSlices of `kube.namespace` (merged; the registry's entry wins for the same runner).
+   */
+  discovery?: "nats" | "kubernetes";
+  /** Kubernetes API access for discovery=kubernetes and the autoscaler (default config: in-cluster/KUBECONFIG). */
+  kube?: { config?: KubeConfig; namespace: string };
+  /** Scales one Deployment per stage from the dispatcher's load (coordinator/autoscaler). */
+  autoscaler?: {
+    deployments: Record<string, string>;
+    stages: Record<string, StagePolicy>;
+    intervalMs?: number;
+    log?: (line: string) => void;
+  };
 }
 
 class KvJobStore implements JobStorePort {
@@ -62,20 +88,47 @@ export class Coordinator {
     private readonly client: GrpcRunnerClient,
     private readonly watch: { stop(): void },
     readonly resumed: number,
+    readonly autoscaler: Autoscaler | null = null,
+    private readonly discovery: { stop(): void } | null = null,
   ) {}
 
   static async start(opts: CoordinatorOptions): Promise<Coordinator> {
     const models = await loadModelDirectory(opts.modelDir, { verifyHashes: false });
     const nats = await connectNats(opts.natsUrl, { name: "lavie-coordinator" });
-    const tensors = await NatsTensorStore.open(nats.objm);
+    const tensors = countingStore(await NatsTensorStore.open(nats.objm));
     const kv = await NatsJobStore.open(nats.kvm);
     const registry = await RunnerRegistry.open(nats.kvm);
     const directory = new WatchedRunners();
     const watch = await registry.watchRunners((rs) => {
       directory.runners = rs;
     });
+    // The Kubernetes client is loaded only when discovery or the autoscaler need it.
+    let kubeConfig: KubeConfig | null = null;
+    const kube = async () => {
+      if (!kubeConfig) {
+        kubeConfig = opts.kube?.config ?? null;
+        if (!kubeConfig) {
+          const k8s = await import("@kubernetes/client-node");
+          kubeConfig = new k8s.KubeConfig();
+          kubeConfig.loadFromDefault();
+        }
+      }
+      return kubeConfig;
+    };
+    let runners: RunnerDirectory = directory;
+    let slices: EndpointSliceDirectory | null = null;
+    if (opts.discovery === "kubernetes") {
+      const d = await import("./discovery/endpointslices.ts");
+      slices = await d.EndpointSliceDirectory.start(await kube(), {
+        namespace: opts.kube?.namespace ?? "default",
+      });
+      runners = new d.MergedDirectory([directory, slices]);
+    }
     const client = new GrpcRunnerClient();
-    const dispatcher = new Dispatcher(directory, client, opts.dispatcher);
+    const dispatcher = new Dispatcher(runners, client, {
+      ...opts.dispatcher,
+      observer: opts.dispatcher?.observer ?? dispatchObserver(),
+    });
     const jobs = new JobManager(
       limitsOf(models),
       planInfoOf(models),
@@ -85,10 +138,13 @@ export class Coordinator {
       {
         ...(opts.maxRunningJobs !== undefined && { maxRunningJobs: opts.maxRunningJobs }),
         ...(opts.keepTensors !== undefined && { keepTensors: opts.keepTensors }),
+        onJobFinished: jobFinishedHook(),
       },
     );
     const server = new grpc.Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
     addJobService(server, jobs, tensors);
+    // grpc.health.v1 (NOT_SERVING until jobs are resumed) and server reflection.
+    instrumentServer(server, [JobService], "NOT_SERVING", [watchDispatcher(dispatcher, runners)]);
     const address = await new Promise<string>((resolve, reject) => {
       const host = opts.host ?? "127.0.0.1";
       server.bindAsync(`${host}:${opts.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
@@ -98,10 +154,50 @@ export class Coordinator {
       );
     });
     const resumed = await jobs.resume();
-    return new Coordinator(address, jobs, server, nats, dispatcher, client, watch, resumed);
+    setServing(server, "SERVING");
+    let autoscaler: Autoscaler | null = null;
+    if (opts.autoscaler) {
+      const { Autoscaler, KubeScaleTarget } = await import("./autoscaler/kube.ts");
+      const target = new KubeScaleTarget(await kube(), {
+        namespace: opts.kube?.namespace ?? "default",
+        deployments: opts.autoscaler.deployments,
+      });
+      autoscaler = new Autoscaler(target, dispatcher, runners, {
+        stages: opts.autoscaler.stages,
+        remaining: (ids) => {
+          const out: Record<string, number> = {};
+          for (const id of ids) {
+            for (const p of jobs.progress(id))
+              out[p.stage] = (out[p.stage] ?? 0) + p.tasksTotal - p.tasksDone;
+          }
+          return out;
+        },
+        ...(opts.autoscaler.intervalMs !== undefined && { intervalMs: opts.autoscaler.intervalMs }),
+        ...(opts.autoscaler.log && { log: opts.autoscaler.log }),
+      });
+      autoscaler.start();
+    }
+    return new Coordinator(
+      address,
+      jobs,
+      server,
+      nats,
+      dispatcher,
+      client,
+      watch,
+      resumed,
+      autoscaler,
+      slices,
+    );
+  }
+
+  /** The dispatcher's load per stage and per runner (what the autoscaler reads). */
+  load(): DispatcherLoad {
+    return this.dispatcher.load();
   }
 
   async stop(): Promise<void> {
+    serverStopping(this.server);
     // Open watch streams would hold a graceful shutdown forever: give them a moment, then force.
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {
@@ -113,6 +209,8 @@ export class Coordinator {
         resolve();
       });
     });
+    await this.autoscaler?.stop();
+    this.discovery?.stop();
     this.watch.stop();
     this.dispatcher.close();
     this.client.close();

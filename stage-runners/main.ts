@@ -20,6 +20,16 @@
  *                                                 reporting ready
  *   LAVIE_TENSOR_BUCKET   lavie-tensors           Object store bucket of the data plane
  *   LAVIE_RUNNERS_BUCKET  lavie-runners           KV bucket of the runner registry
+ *   LAVIE_METRICS_PORT    9465                    Prometheus /metrics port (0 = off; a port already taken,
+ *                                                 e.g. by a second runner on the host, is logged and skipped)
+ *   LAVIE_METRICS_HOST    LAVIE_RUNNER_HOST       Address /metrics listens on
+ *   OTEL_EXPORTER_OTLP_ENDPOINT (none)            OTLP/HTTP receiver (JSON, <endpoint>/v1/traces); unset =
+ *                                                 tracing off. OTEL_SERVICE_NAME (default lavie-runner),
+ *                                                 OTEL_TRACES_SAMPLER and the other OTEL_* as the SDK documents
+ *
+ * gRPC health (grpc.health.v1): NOT_SERVING until the server is up and, with LAVIE_RUNNER_WARM=1,
+ * the served stages' sessions are loaded; SERVING then; NOT_SERVING again while draining. With
+ * LAVIE_RUNNER_WARM=0 sessions load on first use (cold starts, counted in lavie_cold_starts_total).
  *
  * When ready it prints one line to stdout: "runner <id> listening on <address> stages=<a,b>".
  * SIGTERM / SIGINT: refuse new tasks, finish the ones in flight, deregister, exit 0 (a second
@@ -36,6 +46,7 @@ import { NatsCfgExchange } from "../transport/nats/cfg-exchange.ts";
 import { connectNats } from "../transport/nats/connect.ts";
 import { DEFAULT_RUNNERS_BUCKET, RunnerRegistry } from "../transport/nats/registry.ts";
 import { DEFAULT_TENSOR_BUCKET, NatsTensorStore } from "../transport/nats/tensors.ts";
+import { metricsPortOf, startProcessTelemetry } from "../transport/telemetry/process.ts";
 import { STAGES } from "./server/request.ts";
 import { StageRunner } from "./server/runner.ts";
 
@@ -52,6 +63,7 @@ export interface RunnerConfig {
   warm: boolean;
   tensorBucket: string;
   runnersBucket: string;
+  metricsPort: number;
 }
 
 export class ConfigError extends Error {
@@ -120,6 +132,16 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
     warm: warm === "1",
     tensorBucket: get("LAVIE_TENSOR_BUCKET") ?? DEFAULT_TENSOR_BUCKET,
     runnersBucket: get("LAVIE_RUNNERS_BUCKET") ?? DEFAULT_RUNNERS_BUCKET,
+    metricsPort: (() => {
+      try {
+        return metricsPortOf(env, 9465);
+      } catch {
+        throw new ConfigError(
+          "LAVIE_METRICS_PORT",
+          `must be an integer in 0..65535, got "${get("LAVIE_METRICS_PORT")}"`,
+        );
+      }
+    })(),
   };
 }
 
@@ -135,6 +157,14 @@ async function main(): Promise<number> {
     throw err;
   }
   const log = (msg: string) => process.stderr.write(`${new Date().toISOString()} ${msg}\n`);
+  const telemetry = await startProcessTelemetry({
+    serviceName: "lavie-runner",
+    defaultMetricsPort: cfg.metricsPort,
+    defaultMetricsHost: cfg.host,
+    log,
+  });
+  if (telemetry.metricsAddress)
+    log(`runner ${cfg.id}: metrics on http://${telemetry.metricsAddress}/metrics`);
   const modelDir = cfg.modelDir ?? (await ensureModels(cfg.preset));
   const nats = await connectNats(cfg.natsUrl, { name: `runner-${cfg.id}` });
   let runner: StageRunner | undefined;
@@ -180,6 +210,7 @@ async function main(): Promise<number> {
   await r.drain().catch((err: unknown) => log(`runner ${cfg.id}: drain: ${LavieError.from(err).message}`));
   await r.stop();
   await nats.close();
+  await telemetry.shutdown();
   return 0;
 }
 

@@ -14,6 +14,7 @@ import { createWriteStream } from "node:fs";
 import { mkdir, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
+import { context, SpanKind, trace } from "@opentelemetry/api";
 import { jobRequestFromMsg, jobRequestToMsg } from "../../coordinator/api/convert.ts";
 import { LavieError } from "../../core/errors.ts";
 import type { JobRequest } from "../../core/job.ts";
@@ -27,6 +28,12 @@ import {
 import type { TensorRef } from "../../gen/lavie/v1/tensor_pb.ts";
 import { type CallOptions, createClient, serverStream, unary } from "../../transport/grpc/adapter.ts";
 import { fromGrpcError } from "../../transport/grpc/status.ts";
+import {
+  contextFromTraceparent,
+  endSpan,
+  injectMetadata,
+  tracer,
+} from "../../transport/telemetry/propagation.ts";
 
 export type JobStateName = "unspecified" | "queued" | "running" | "succeeded" | "failed" | "cancelled";
 
@@ -96,6 +103,11 @@ export interface SubmitOptions {
   /** At most 128 characters. Default: a random UUID (the submit's own retries stay idempotent). */
   idempotencyKey?: string;
   signal?: AbortSignal;
+  /**
+   * W3C traceparent the job's trace continues (default: the active OpenTelemetry context, if any).
+   * The submit call's span (a no-op without an SDK) and the job's spans on the server join it.
+   */
+  traceparent?: string;
 }
 
 const STATE_NAME: Record<JobState, JobStateName> = {
@@ -246,16 +258,31 @@ export class LavieClient {
   async submit(req: JobRequest, opts: SubmitOptions = {}): Promise<{ job: Job; created: boolean }> {
     const idempotencyKey = opts.idempotencyKey ?? randomUUID();
     const job = jobRequestToMsg(req);
+    const parent = opts.traceparent ? contextFromTraceparent(opts.traceparent) : context.active();
+    const span = tracer().startSpan("lavie.v1.JobService/SubmitJob", { kind: SpanKind.CLIENT }, parent);
+    const spanCtx = trace.setSpan(parent, span);
     for (let attempt = 1; ; attempt++) {
       try {
         const res = await this.call(
-          (o) => unary(this.client, JobService, "submitJob", { job, idempotencyKey }, o),
+          (o) =>
+            unary(
+              this.client,
+              JobService,
+              "submitJob",
+              { job, idempotencyKey },
+              { ...o, metadata: injectMetadata(undefined, spanCtx) },
+            ),
           opts.signal,
         );
+        span.setAttribute("lavie.job_id", res.job?.id ?? "");
+        endSpan(span);
         return { job: jobOf(res.job), created: res.created };
       } catch (err) {
         const e = LavieError.from(err);
-        if (!e.retryable || attempt >= this.submitAttempts) throw e;
+        if (!e.retryable || attempt >= this.submitAttempts) {
+          endSpan(span, e);
+          throw e;
+        }
         await sleep(Math.min(2000, 100 * 2 ** attempt), opts.signal);
       }
     }

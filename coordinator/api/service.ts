@@ -4,6 +4,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
+import { SpanKind, trace } from "@opentelemetry/api";
 import { LavieError } from "../../core/errors.ts";
 import {
   CancelJobResponseSchema,
@@ -16,6 +17,7 @@ import {
 } from "../../gen/lavie/v1/jobs_pb.ts";
 import { serviceDefinition } from "../../transport/grpc/adapter.ts";
 import { toGrpcError } from "../../transport/grpc/status.ts";
+import { endSpan, extractMetadata, traceparentOf, tracer } from "../../transport/telemetry/propagation.ts";
 import type { JobEvent, JobManager } from "../distributed/jobs.ts";
 import type { JobRecord, TensorStorePort } from "../distributed/ports.ts";
 import { TERMINAL } from "../distributed/ports.ts";
@@ -50,10 +52,25 @@ export function jobServiceImplementation(
 ): grpc.UntypedServiceImplementation {
   const msg = (r: JobRecord) => jobToMsg(r, jobs.progress(r.id), jobs.queuePosition(r.id));
   return {
-    submitJob: unary(async (req) => {
-      const { record, created } = await jobs.submit(jobRequestFromMsg(req.job), req.idempotencyKey);
-      return create(SubmitJobResponseSchema, { job: msg(record), created });
-    }),
+    submitJob: (call: Call, cb: Callback) => {
+      // The job's trace: the client's context (traceparent metadata) continues here, or starts.
+      const parent = extractMetadata(call.metadata);
+      const span = tracer().startSpan("lavie.v1.JobService/SubmitJob", { kind: SpanKind.SERVER }, parent);
+      const traceparent = traceparentOf(trace.setSpan(parent, span));
+      unary(async (req) => {
+        const { record, created } = await jobs.submit(
+          jobRequestFromMsg(req.job),
+          req.idempotencyKey,
+          traceparent,
+        );
+        span.setAttribute("lavie.job_id", record.id);
+        span.setAttribute("lavie.created", created);
+        return create(SubmitJobResponseSchema, { job: msg(record), created });
+      })(call, (err, res) => {
+        endSpan(span, err ?? undefined);
+        cb(err, res);
+      });
+    },
     getJob: unary(async (req) =>
       create(GetJobResponseSchema, { job: msg(await jobs.get(jobId(req.jobId))) }),
     ),

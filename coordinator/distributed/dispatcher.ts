@@ -13,7 +13,9 @@
  * are retried together under a new attempt number (new exchange subjects); a member's output is
  * handed on only once both have succeeded.
  */
+import { ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
 import { LavieError } from "../../core/errors.ts";
+import { endSpan, tracer } from "../../core/tracing.ts";
 import type { StageName } from "../plan/types.ts";
 import type { RunnerClient, RunnerDirectory, RunnerInfo, TaskCall, TensorRef } from "./ports.ts";
 
@@ -25,6 +27,14 @@ export interface DispatcherOptions {
   suspectMs?: number;
   /** How often queued tasks look for runners again (runners may appear: scale from zero). */
   pollMs?: number;
+  /** Told when each task attempt starts and ends (metrics); must not throw. */
+  observer?: DispatchObserver;
+}
+
+/** Hooks for metrics: called synchronously by the dispatcher; exceptions are ignored. */
+export interface DispatchObserver {
+  attemptStarted?(stage: StageName): void;
+  attemptFinished?(stage: StageName, outcome: "ok" | "error" | "cancelled", ms: number): void;
 }
 
 type Submission = Omit<TaskCall, "attempt" | "signal"> & { signal: AbortSignal };
@@ -62,12 +72,29 @@ export interface DispatcherStats {
   retried: number;
 }
 
+/** Per-stage and per-runner load, read by the autoscaler (coordinator/autoscaler). */
+export interface DispatcherLoad {
+  /** Tasks waiting for a runner, per stage. */
+  queued: Record<string, number>;
+  /** Queued tasks that belong to a CFG gang (they need distinct runners), per stage. */
+  queuedGang: Record<string, number>;
+  /** Tasks running now, per stage. */
+  inFlight: Record<string, number>;
+  /** Tasks running now, per runner id (runners with none are absent). */
+  inFlightByRunner: Record<string, number>;
+  /** Jobs with tasks queued or running here. */
+  jobs: string[];
+}
+
 export class Dispatcher {
   private readonly queues = new Map<StageName, Item[]>();
   private readonly inFlight = new Map<string, number>();
+  private readonly inFlightStage = new Map<string, number>();
+  private readonly inFlightJob = new Map<string, number>();
   private readonly suspect = new Map<string, number>();
   private readonly gangs = new Map<string, Gang>();
-  private readonly opts: Required<DispatcherOptions>;
+  private readonly opts: Required<Omit<DispatcherOptions, "observer">>;
+  private readonly observer: DispatchObserver;
   private timer: NodeJS.Timeout | null = null;
   private dispatched = 0;
   private retried = 0;
@@ -84,6 +111,7 @@ export class Dispatcher {
       suspectMs: opts.suspectMs ?? 5_000,
       pollMs: opts.pollMs ?? 100,
     };
+    this.observer = opts.observer ?? {};
   }
 
   /** Queues a task; resolves with its output tile once some runner has produced it. */
@@ -128,6 +156,22 @@ export class Dispatcher {
     let inFlight = 0;
     for (const n of this.inFlight.values()) inFlight += n;
     return { queued, inFlight, dispatched: this.dispatched, retried: this.retried };
+  }
+
+  /** A read-only snapshot of the load per stage and per runner. */
+  load(): DispatcherLoad {
+    const out: DispatcherLoad = { queued: {}, queuedGang: {}, inFlight: {}, inFlightByRunner: {}, jobs: [] };
+    const jobs = new Set<string>();
+    for (const [stage, q] of this.queues) {
+      out.queued[stage] = q.length;
+      out.queuedGang[stage] = q.filter((i) => i.gang).length;
+      for (const i of q) jobs.add(i.sub.jobId);
+    }
+    for (const [stage, n] of this.inFlightStage) if (n > 0) out.inFlight[stage] = n;
+    for (const [id, n] of this.inFlight) if (n > 0) out.inFlightByRunner[id] = n;
+    for (const [id, n] of this.inFlightJob) if (n > 0) jobs.add(id);
+    out.jobs = [...jobs];
+    return out;
   }
 
   close(): void {
@@ -242,6 +286,9 @@ export class Dispatcher {
 
   private start(item: Item, runner: RunnerInfo): void {
     this.inFlight.set(runner.id, (this.inFlight.get(runner.id) ?? 0) + 1);
+    const stage = item.sub.task.stage;
+    this.inFlightStage.set(stage, (this.inFlightStage.get(stage) ?? 0) + 1);
+    this.inFlightJob.set(item.sub.jobId, (this.inFlightJob.get(item.sub.jobId) ?? 0) + 1);
     this.dispatched++;
     const attemptAbort = new AbortController();
     item.gang?.aborts.push(attemptAbort);
@@ -249,6 +296,28 @@ export class Dispatcher {
     item.sub.signal.addEventListener("abort", onJobAbort, { once: true });
     let stalled = false;
     let watchdog: NodeJS.Timeout;
+    const t0 = performance.now();
+    this.observe(() => this.observer.attemptStarted?.(stage));
+    const parent = item.sub.traceContext ?? ROOT_CONTEXT;
+    const span = tracer().startSpan(
+      `dispatch ${stage} task`,
+      {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          "lavie.job_id": item.sub.jobId,
+          "lavie.task_id": item.sub.task.id,
+          "lavie.stage": stage,
+          "lavie.attempt": item.attempt,
+          "lavie.runner_id": runner.id,
+        },
+      },
+      parent,
+    );
+    const settled = (outcome: "ok" | "error" | "cancelled", err?: unknown) => {
+      this.observe(() => this.observer.attemptFinished?.(stage, outcome, performance.now() - t0));
+      if (outcome === "cancelled") span.setAttribute("lavie.cancelled", true);
+      endSpan(span, outcome === "error" ? err : undefined);
+    };
     const arm = () => {
       clearTimeout(watchdog);
       watchdog = setTimeout(() => {
@@ -261,6 +330,7 @@ export class Dispatcher {
       ...item.sub,
       attempt: item.attempt,
       signal: attemptAbort.signal,
+      traceContext: trace.setSpan(parent, span),
       onProgress: (done, total) => {
         arm();
         item.sub.onProgress(done, total);
@@ -268,11 +338,13 @@ export class Dispatcher {
     };
     this.client.execute(runner, call).then(
       (ref) => {
+        settled("ok");
         this.finish(runner, watchdog, item, onJobAbort);
         if (item.gang) return this.gangSettled(item, { ok: true, ref });
         item.resolve(ref);
       },
       (err: unknown) => {
+        settled(attemptAbort.signal.aborted && !stalled ? "cancelled" : "error", err);
         this.finish(runner, watchdog, item, onJobAbort);
         if (item.gang?.failure) {
           // Cancelled because its peer failed: that failure decides the gang's retry.
@@ -363,10 +435,23 @@ export class Dispatcher {
     }
   }
 
+  private observe(fn: () => void): void {
+    try {
+      fn();
+    } catch {
+      // an observer never affects dispatching
+    }
+  }
+
   private finish(runner: RunnerInfo, watchdog: NodeJS.Timeout, item: Item, onJobAbort: () => void): void {
     clearTimeout(watchdog);
     item.sub.signal.removeEventListener("abort", onJobAbort);
     this.inFlight.set(runner.id, Math.max(0, (this.inFlight.get(runner.id) ?? 1) - 1));
+    const stage = item.sub.task.stage;
+    this.inFlightStage.set(stage, Math.max(0, (this.inFlightStage.get(stage) ?? 1) - 1));
+    const jobLeft = (this.inFlightJob.get(item.sub.jobId) ?? 1) - 1;
+    if (jobLeft > 0) this.inFlightJob.set(item.sub.jobId, jobLeft);
+    else this.inFlightJob.delete(item.sub.jobId);
     queueMicrotask(() => this.pump());
   }
 }

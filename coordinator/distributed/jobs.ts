@@ -7,9 +7,11 @@
  */
 import { randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
+import { type Context, type Span, trace } from "@opentelemetry/api";
 import { LavieError } from "../../core/errors.ts";
 import type { JobRequest, ModelLimits } from "../../core/job.ts";
 import { resolveJob } from "../../core/job.ts";
+import { contextFromTraceparent, endSpan, tracer } from "../../core/tracing.ts";
 import { type PlanModelInfo, planJob } from "../plan/plan.ts";
 import { readsOf } from "../plan/reads.ts";
 import type { Plan, StageName, Task } from "../plan/types.ts";
@@ -41,6 +43,8 @@ export interface JobManagerOptions {
   maxRunningJobs?: number;
   /** Keep a succeeded job's intermediate tiles in the data plane (debugging, tests). */
   keepTensors?: boolean;
+  /** Called once when a job reaches a terminal state, with its submit-to-end latency (metrics). */
+  onJobFinished?(state: "succeeded" | "failed" | "cancelled", ms: number): void;
 }
 
 interface Live {
@@ -51,6 +55,8 @@ interface Live {
   listeners: Set<(e: JobEvent) => void>;
   progress: Map<StageName, StageProgress & { startMs: number | null; taskSteps: Map<string, number> }>;
   saving: Promise<void>;
+  /** The job's spans while it runs: "job" (child of the submit span) and one per started stage. */
+  spans?: { job: Span; ctx: Context; stages: Map<StageName, Span> };
 }
 
 /** When a cancelled or failed job's objects are swept a second time. */
@@ -62,6 +68,7 @@ export class JobManager {
   private running = 0;
   private readonly maxRunning: number;
   private readonly keepTensors: boolean;
+  private readonly onJobFinished: JobManagerOptions["onJobFinished"];
 
   constructor(
     private readonly limits: ModelLimits,
@@ -73,6 +80,7 @@ export class JobManager {
   ) {
     this.maxRunning = Math.max(1, opts.maxRunningJobs ?? 4);
     this.keepTensors = opts.keepTensors ?? false;
+    this.onJobFinished = opts.onJobFinished;
   }
 
   /** Loads unfinished jobs from the job store and queues them again (after a restart). */
@@ -86,7 +94,12 @@ export class JobManager {
     return records.length;
   }
 
-  async submit(request: JobRequest, idempotencyKey = ""): Promise<{ record: JobRecord; created: boolean }> {
+  /** `traceparent`: the submit span's context (W3C), kept in the record for the job's later spans. */
+  async submit(
+    request: JobRequest,
+    idempotencyKey = "",
+    traceparent = "",
+  ): Promise<{ record: JobRecord; created: boolean }> {
     if (idempotencyKey.length > 128) {
       throw new LavieError("invalid_argument", "idempotency_key: must be at most 128 characters", {
         field: "idempotency_key",
@@ -113,6 +126,7 @@ export class JobManager {
       done: {},
       result: null,
       error: "",
+      ...(traceparent ? { traceparent } : {}),
     };
     await this.jobs.put(record);
     this.enqueue(record);
@@ -243,6 +257,18 @@ export class JobManager {
     const l = this.live.get(record.id);
     record.state = state;
     record.error = error;
+    try {
+      this.onJobFinished?.(state, Date.now() - record.createdMs);
+    } catch {
+      // metrics never affect the job
+    }
+    if (l?.spans) {
+      const failure = state === "failed" ? new Error(error) : undefined;
+      for (const sp of l.spans.stages.values()) endSpan(sp, failure);
+      l.spans.stages.clear();
+      l.spans.job.setAttribute("lavie.state", state);
+      endSpan(l.spans.job, failure);
+    }
     if (l) {
       await this.save(l);
       this.emit(
@@ -269,7 +295,20 @@ export class JobManager {
 
   private async run(l: Live): Promise<void> {
     const record = l.record;
-    const plan = planJob(record.spec, this.info);
+    const parent = contextFromTraceparent(record.traceparent);
+    const jobSpan = tracer().startSpan("job", { attributes: { "lavie.job_id": record.id } }, parent);
+    const jobCtx = trace.setSpan(parent, jobSpan);
+    l.spans = { job: jobSpan, ctx: jobCtx, stages: new Map() };
+    const planSpan = tracer().startSpan("plan", { attributes: { "lavie.job_id": record.id } }, jobCtx);
+    let plan: Plan;
+    try {
+      plan = planJob(record.spec, this.info);
+      planSpan.setAttribute("lavie.tasks", plan.tasks.length);
+      endSpan(planSpan);
+    } catch (err) {
+      endSpan(planSpan, err);
+      throw err;
+    }
     // A CFG gang's members run only together: if a restart recorded one but not the other, both
     // run again (their peer exchange needs both).
     const gangs = new Map<string, Task[]>();
@@ -342,8 +381,16 @@ export class JobManager {
           const p = l.progress.get(task.stage)!;
           if (p.startMs === null) {
             p.startMs = performance.now();
+            if (l.spans) {
+              const attributes = { "lavie.job_id": record.id, "lavie.stage": task.stage };
+              l.spans.stages.set(
+                task.stage,
+                tracer().startSpan(`stage ${task.stage}`, { attributes }, l.spans.ctx),
+              );
+            }
             this.emit(l, { type: "stage_started", stage: task.stage });
           }
+          const stageSpan = l.spans?.stages.get(task.stage);
           this.dispatcher
             .submit({
               jobId: record.id,
@@ -351,6 +398,7 @@ export class JobManager {
               spec: record.spec,
               inputs: this.inputsOf(plan, task, record, tileTask),
               outputObject: `${record.id}/${task.output.tensor}/${task.output.tile}`,
+              ...(l.spans && stageSpan ? { traceContext: trace.setSpan(l.spans.ctx, stageSpan) } : {}),
               onProgress: (done, total) => {
                 const prev = p.taskSteps.get(task.id) ?? 0;
                 p.stepsDone += Math.max(0, done - prev);
@@ -373,6 +421,8 @@ export class JobManager {
                 p.taskSteps.set(task.id, task.units);
                 p.tasksDone++;
                 if (p.tasksDone === p.tasksTotal) {
+                  if (stageSpan) endSpan(stageSpan);
+                  l.spans?.stages.delete(task.stage);
                   this.emit(l, {
                     type: "stage_finished",
                     stage: task.stage,

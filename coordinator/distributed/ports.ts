@@ -3,6 +3,7 @@
  * plane (tensors and blobs by reference), durable job records, runner discovery, and a way to run
  * one task on a given runner. Adapters: transport/nats (stores, registry), transport/grpc (runners).
  */
+import type { Context } from "@opentelemetry/api";
 import type { JobRequest, JobSpec } from "../../core/job.ts";
 import type { Tensor } from "../../core/tensor.ts";
 import type { Task, TensorPlan } from "../plan/types.ts";
@@ -53,6 +54,8 @@ export interface JobRecord {
   done: Record<string, TensorRef>;
   result: VideoResult | null;
   error: string;
+  /** W3C traceparent of the job's submit span: spans after submit (also after a restart) join its trace. */
+  traceparent?: string;
 }
 
 export interface JobStorePort {
@@ -93,6 +96,8 @@ export interface TaskCall {
   outputObject: string;
   onProgress(done: number, total: number): void;
   signal: AbortSignal;
+  /** Trace context of the call (the dispatch attempt's span): runner clients propagate it. */
+  traceContext?: Context;
 }
 
 /** Runs one task on one runner and resolves to its output tile's reference. */

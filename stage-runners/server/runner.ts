@@ -21,6 +21,7 @@
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
+import { type Context, type Span, SpanKind, trace } from "@opentelemetry/api";
 import {
   BASE_LATENT_TENSOR,
   type NetworkId,
@@ -49,6 +50,9 @@ import { toGrpcError } from "../../transport/grpc/status.ts";
 import type { NatsCfgExchange } from "../../transport/nats/cfg-exchange.ts";
 import type { Registration, RunnerRegistry } from "../../transport/nats/registry.ts";
 import type { NatsTensorStore, TensorRef } from "../../transport/nats/tensors.ts";
+import { instrumentServer, serverStopping, setServing } from "../../transport/telemetry/health.ts";
+import { metrics, record } from "../../transport/telemetry/metrics.ts";
+import { endSpan, extractMetadata, tracer } from "../../transport/telemetry/propagation.ts";
 import { OrtNetworks } from "../networks.ts";
 import { OrtWorkerPool } from "../ort/pool.ts";
 import { executeTask, type TaskContext } from "../tasks/execute.ts";
@@ -173,13 +177,9 @@ export class StageRunner {
     const tokenizers: Partial<Record<NetworkId, ClipTokenizer>> = {};
     for (const s of Object.values(md.stages)) tokenizers[s.text.id] = s.tokenizer;
     this.networks = new OrtNetworks(pool, paths, tokenizers);
+    record(() => metrics.slots.set(this.slots));
+    this.updateBusy();
     try {
-      if (this.opts.warm) {
-        for (const id of new Set(this.stages.flatMap((s) => stageNetworks(md, s)))) {
-          await pool.warm(md.networks[id]!.path);
-          this.loaded.add(id);
-        }
-      }
       const server = new grpc.Server();
       server.addService(serviceDefinition(StageRunnerService), {
         executeTask: (call: Call) => this.onExecuteTask(call),
@@ -188,6 +188,9 @@ export class StageRunner {
           cb: grpc.sendUnaryData<DescribeResponse>,
         ) => this.onDescribe(call, cb),
       });
+      // grpc.health.v1: NOT_SERVING until the served stages' sessions are loaded (warm), and
+      // again from drain(); plus server reflection.
+      instrumentServer(server, [StageRunnerService], "NOT_SERVING");
       const bindHost = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
       const bound = await new Promise<number>((resolve, reject) =>
         server.bindAsync(`${bindHost}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
@@ -198,6 +201,23 @@ export class StageRunner {
       );
       this.server = server;
       this.addr = `${bindHost}:${bound}`;
+      if (this.opts.warm) {
+        for (const id of new Set(this.stages.flatMap((s) => stageNetworks(md, s)))) {
+          const span = tracer().startSpan("model load", {
+            attributes: { "lavie.network": id, "lavie.warm": true },
+          });
+          try {
+            await pool.warm(md.networks[id]!.path);
+            endSpan(span);
+          } catch (err) {
+            endSpan(span, err);
+            throw err;
+          }
+          this.loaded.add(id);
+          record(() => metrics.coldStarts.inc({ stage: stageOf(md, id), network: id }));
+        }
+      }
+      if (!this.draining) setServing(server, "SERVING");
       if (this.opts.registry) {
         this.registration = await this.opts.registry.register(
           {
@@ -229,6 +249,7 @@ export class StageRunner {
    */
   async drain(): Promise<void> {
     this.draining = true;
+    if (this.server) setServing(this.server, "NOT_SERVING");
     await this.pulse();
     await Promise.allSettled([...this.running].map((r) => r.done));
     await this.deregister();
@@ -241,6 +262,7 @@ export class StageRunner {
     for (const r of this.running) r.abort.abort(new LavieError("unavailable", `runner ${this.id} stopping`));
     const server = this.server;
     this.server = undefined;
+    if (server) serverStopping(server);
     if (server) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {
@@ -304,6 +326,32 @@ export class StageRunner {
   private onExecuteTask(call: Call): void {
     let finished = false;
     const abort = new AbortController();
+    const parent = extractMetadata(call.metadata);
+    const span = tracer().startSpan(
+      "lavie.v1.StageRunnerService/ExecuteTask",
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          "lavie.runner_id": this.id,
+          "lavie.job_id": call.request.jobId,
+          "lavie.attempt": call.request.attempt,
+        },
+      },
+      parent,
+    );
+    const spanCtx = trace.setSpan(parent, span);
+    const t0 = performance.now();
+    let stageLabel = "unknown";
+    const ended = (outcome: "ok" | "error" | "cancelled", err?: unknown) => {
+      record(() => {
+        metrics.taskDuration.observe(
+          { stage: stageLabel, outcome, side: "runner" },
+          (performance.now() - t0) / 1000,
+        );
+        metrics.tasks.inc({ stage: stageLabel, outcome, side: "runner" });
+      });
+      endSpan(span, outcome === "error" ? err : undefined);
+    };
     // grpc-js also emits "cancelled" after a normal end: only a call not yet finished is a cancel.
     call.on("cancelled", () => {
       if (!finished) abort.abort(new LavieError("cancelled", "task cancelled by the caller"));
@@ -311,6 +359,7 @@ export class StageRunner {
     const fail = (err: unknown) => {
       if (finished) return;
       finished = true;
+      ended(LavieError.from(err).code === "cancelled" ? "cancelled" : "error", err);
       // Not call.destroy(err): grpc-js 1.14 then never sends the status (the client waits
       // forever). Its ServerWritableStream turns an "error" event into the call's status.
       call.emit("error", toGrpcError(err));
@@ -330,6 +379,9 @@ export class StageRunner {
       fail(err);
       return;
     }
+    stageLabel = req.task.stage;
+    span.setAttribute("lavie.task_id", req.task.id);
+    span.setAttribute("lavie.stage", req.task.stage);
     if (this.draining || !this.networks) {
       fail(new LavieError("unavailable", `runner ${this.id} is draining`));
       return;
@@ -348,16 +400,19 @@ export class StageRunner {
     const entry: Running = {
       task: req.task,
       abort,
-      done: this.run(req, abort.signal, send).then(
+      done: this.run(req, abort.signal, send, spanCtx).then(
         (out) => {
           this.running.delete(entry);
+          this.updateBusy();
           if (finished) return;
           send({ case: "completed", value: { output: toProtoRef(out.ref), millis: out.millis } });
           finished = true;
+          ended("ok");
           call.end();
         },
         (err: unknown) => {
           this.running.delete(entry);
+          this.updateBusy();
           const e = abort.signal.aborted && !(err instanceof LavieError) ? abort.signal.reason : err;
           if (LavieError.from(e).code !== "cancelled") {
             this.opts.log?.(`runner ${this.id}: task ${req.task.id} failed: ${LavieError.from(e).message}`);
@@ -367,6 +422,7 @@ export class StageRunner {
       ),
     };
     this.running.add(entry);
+    this.updateBusy();
     void this.pulse();
     entry.done.finally(() => void this.pulse());
   }
@@ -417,10 +473,36 @@ export class StageRunner {
     return null;
   }
 
+  private updateBusy(): void {
+    record(() => {
+      metrics.busySlots.set(this.running.size);
+      metrics.utilization.set(Math.min(1, this.running.size / this.slots));
+    });
+  }
+
+  /** Runs fn inside a child span of ctx named name; the span ends (with the error) when it settles. */
+  private async spanned<T>(
+    ctx: Context,
+    name: string,
+    attributes: Record<string, string | number | boolean>,
+    fn: (span: Span) => Promise<T>,
+  ): Promise<T> {
+    const span = tracer().startSpan(name, { attributes }, ctx);
+    try {
+      const v = await fn(span);
+      endSpan(span);
+      return v;
+    } catch (err) {
+      endSpan(span, err);
+      throw err;
+    }
+  }
+
   private async run(
     req: ValidatedRequest,
     signal: AbortSignal,
     send: (event: TaskEvent) => void,
+    traceCtx: Context,
   ): Promise<{ ref: TensorRef; millis: number }> {
     const t0 = performance.now();
     const { task } = req;
@@ -454,6 +536,7 @@ export class StageRunner {
     }
     const plan: Plan = { tensors, tasks: [task], result: task.output.tensor, fps: 0 };
 
+    let stepMark = performance.now();
     const fetched = new Map<string, Promise<Tensor>>();
     const tile = (name: string, i: number): Promise<Tensor> => {
       const ref = req.inputs.get(name)!.tiles[i];
@@ -461,6 +544,9 @@ export class StageRunner {
       let p = fetched.get(ref.object);
       if (!p) {
         p = this.opts.tensors.get(ref);
+        p.then((t) =>
+          record(() => metrics.dataplaneBytes.inc({ direction: "get" }, t.data.byteLength)),
+        ).catch(() => {});
         p.catch(() => {}); // observed by whoever awaits it
         fetched.set(ref.object, p);
       }
@@ -475,28 +561,84 @@ export class StageRunner {
           throw new LavieError("internal", `task ${task.id} read ${r.tensor}, which has no TileSet`);
         const idx = tilesCovering(input.plan, r.box);
         const data = new Map<number, Tensor>();
-        const got = await abortable(
-          Promise.all(idx.map(async (i) => [i, await tile(r.tensor, i)] as const)),
-          signal,
+        const got = await this.spanned(
+          traceCtx,
+          "input fetch",
+          { "lavie.tensor": r.tensor, "lavie.tiles": idx.length },
+          () => abortable(Promise.all(idx.map(async (i) => [i, await tile(r.tensor, i)] as const)), signal),
         );
         for (const [i, d] of got) data.set(i, d);
-        return assembleBox(input.plan, r.box, (i) => data.get(i)!);
+        const box = assembleBox(input.plan, r.box, (i) => data.get(i)!);
+        stepMark = performance.now();
+        return box;
       },
       run: async (n, feeds, s) => {
+        const path = this.models?.networks[n]?.path;
+        if (!this.loaded.has(n) && path && this.pool) {
+          // Cold start: load the session first (its own span), then run.
+          const pool = this.pool;
+          await this.spanned(traceCtx, "model load", { "lavie.network": n }, () =>
+            pool.warm(path, s ? { signal: s } : {}),
+          );
+          record(() => metrics.coldStarts.inc({ stage: task.stage, network: n }));
+          stepMark = performance.now();
+        }
         const out = await networks.run(n, feeds, s);
         this.loaded.add(n);
         return out;
       },
       tokenize: (n, text) => networks.tokenize(n, text),
-      progress: (done) => send({ case: "progress", value: { done, total: task.units } }),
+      progress: (done) => {
+        // One span per denoising step: from the previous step's end (or the inputs) to now.
+        const now = performance.now();
+        try {
+          const start = performance.timeOrigin + stepMark;
+          const step = tracer().startSpan(
+            "denoise step",
+            {
+              startTime: start,
+              attributes: { "lavie.step": done, "lavie.steps": task.units, "lavie.stage": task.stage },
+            },
+            traceCtx,
+          );
+          step.end(performance.timeOrigin + now);
+        } catch {
+          // telemetry never fails a task
+        }
+        record(() => metrics.stepDuration.observe({ stage: task.stage }, (now - stepMark) / 1000));
+        stepMark = now;
+        send({ case: "progress", value: { done, total: task.units } });
+      },
       signal,
       ...(cfg ? { cfg } : {}),
     };
     const out = await executeTask(task, ctx);
     if (signal.aborted) throw LavieError.from(signal.reason);
-    const ref = await abortable(this.opts.tensors.put(req.outputObject, out), signal);
+    const ref = await this.spanned(
+      traceCtx,
+      "output write",
+      { "lavie.object": req.outputObject },
+      async (span) => {
+        const r = await abortable(this.opts.tensors.put(req.outputObject, out), signal);
+        span.setAttribute("lavie.bytes", r.bytes);
+        record(() => metrics.dataplaneBytes.inc({ direction: "put" }, r.bytes));
+        return r;
+      },
+    );
     return { ref, millis: performance.now() - t0 };
   }
+}
+
+/** The first stage (of the directory) whose tasks use network id (metrics label). */
+function stageOf(md: ModelDirectory, id: NetworkId): string {
+  for (const s of STAGES) {
+    try {
+      if (stageNetworks(md, s).includes(id)) return s;
+    } catch {
+      // a directory without this stage
+    }
+  }
+  return "unknown";
 }
 
 /** Resolves like p, or rejects with the signal's reason as soon as it aborts. */

@@ -8,6 +8,7 @@ import type { RunnerClient, RunnerInfo, TaskCall, TensorRef } from "../../coordi
 import { LavieError } from "../../core/errors.ts";
 import { ExecuteTaskRequestSchema, StageRunnerService, TileSetSchema } from "../../gen/lavie/v1/runner_pb.ts";
 import { type TensorRef as TensorRefMsg, TensorRefSchema } from "../../gen/lavie/v1/tensor_pb.ts";
+import { injectMetadata } from "../telemetry/propagation.ts";
 import { createClient, serverStream } from "./adapter.ts";
 import { fromGrpcError } from "./status.ts";
 
@@ -75,6 +76,7 @@ export class GrpcRunnerClient implements RunnerClient {
         req,
         {
           signal: call.signal,
+          ...(call.traceContext ? { metadata: injectMetadata(undefined, call.traceContext) } : {}),
         },
       )) {
         const e = ev.event;
