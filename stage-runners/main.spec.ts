@@ -37,7 +37,9 @@ test("explicit values", () => {
     LAVIE_ORT_THREADS: "3",
     LAVIE_RUNNER_ID: "r_1",
     LAVIE_RUNNER_WARM: "1",
+    LAVIE_ORT_PROVIDERS: "cuda, cpu",
   });
+  assert.deepEqual(c.ortProviders, ["cuda", "cpu"]);
   assert.deepEqual(c.natsUrl, ["nats://a:1", "nats://b:2"]);
   assert.deepEqual(c.stages, ["vsr", "base"]);
   assert.equal(c.modelDir, "/models/x");
@@ -60,6 +62,7 @@ test("errors name the variable", () => {
     [{ ...NATS, LAVIE_ORT_THREADS: "x" }, "LAVIE_ORT_THREADS"],
     [{ ...NATS, LAVIE_RUNNER_ID: "a.b" }, "LAVIE_RUNNER_ID"],
     [{ ...NATS, LAVIE_RUNNER_WARM: "yes" }, "LAVIE_RUNNER_WARM"],
+    [{ ...NATS, LAVIE_ORT_PROVIDERS: "cuda,tpu" }, "LAVIE_ORT_PROVIDERS"],
   ];
   for (const [env, variable] of bad) {
     assert.throws(

@@ -14,6 +14,8 @@
  *   LAVIE_RUNNER_PORT     0                       gRPC port (0 = any free port)
  *   LAVIE_RUNNER_SLOTS    1                       Tasks in flight = ONNX Runtime worker threads
  *   LAVIE_ORT_THREADS     cores / slots           onnxruntime intra-op threads per worker
+ *   LAVIE_ORT_PROVIDERS   cpu                     execution providers in order of preference, e.g.
+ *                                                 "cuda,cpu" in GPU images (cpu, cuda, tensorrt, webgpu)
  *   LAVIE_RUNNER_ID       <hostname>-<pid>        Registry id ([A-Za-z0-9_-]; other characters of the
  *                                                 default become "-")
  *   LAVIE_RUNNER_WARM     0                       1 = load the served stages' ONNX sessions before
@@ -47,6 +49,7 @@ import { connectNats } from "../transport/nats/connect.ts";
 import { DEFAULT_RUNNERS_BUCKET, RunnerRegistry } from "../transport/nats/registry.ts";
 import { DEFAULT_TENSOR_BUCKET, NatsTensorStore } from "../transport/nats/tensors.ts";
 import { metricsPortOf, startProcessTelemetry } from "../transport/telemetry/process.ts";
+import { EXECUTION_PROVIDERS } from "./ort/protocol.ts";
 import { STAGES } from "./server/request.ts";
 import { StageRunner } from "./server/runner.ts";
 
@@ -59,6 +62,7 @@ export interface RunnerConfig {
   port: number;
   slots: number;
   ortThreads: number | undefined;
+  ortProviders: string[];
   id: string;
   warm: boolean;
   tensorBucket: string;
@@ -112,6 +116,14 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
     throw new ConfigError("LAVIE_PRESET", `must be one of ${PRESET_NAMES.join(", ")}, got "${preset}"`);
   }
   const threads = get("LAVIE_ORT_THREADS");
+  const providers = (get("LAVIE_ORT_PROVIDERS") ?? "cpu").split(",").map((p) => p.trim());
+  const badProvider = providers.find((p) => !(EXECUTION_PROVIDERS as readonly string[]).includes(p));
+  if (badProvider !== undefined) {
+    throw new ConfigError(
+      "LAVIE_ORT_PROVIDERS",
+      `unknown provider "${badProvider}"; allowed: ${EXECUTION_PROVIDERS.join(", ")} (comma-separated)`,
+    );
+  }
   const warm = get("LAVIE_RUNNER_WARM") ?? "0";
   if (warm !== "0" && warm !== "1")
     throw new ConfigError("LAVIE_RUNNER_WARM", `must be 0 or 1, got "${warm}"`);
@@ -128,6 +140,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
     port: int("LAVIE_RUNNER_PORT", 0, 0, 65535),
     slots: int("LAVIE_RUNNER_SLOTS", 1, 1, 256),
     ortThreads: threads === undefined ? undefined : int("LAVIE_ORT_THREADS", 1, 1, 1024),
+    ortProviders: providers,
     id,
     warm: warm === "1",
     tensorBucket: get("LAVIE_TENSOR_BUCKET") ?? DEFAULT_TENSOR_BUCKET,
@@ -177,6 +190,7 @@ async function main(): Promise<number> {
       modelDir,
       slots: cfg.slots,
       ...(cfg.ortThreads === undefined ? {} : { intraOpThreads: cfg.ortThreads }),
+      executionProviders: cfg.ortProviders,
       tensors,
       registry,
       cfgExchange: await NatsCfgExchange.open(nats),

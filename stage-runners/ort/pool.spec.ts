@@ -298,3 +298,25 @@ test("workers load TypeScript in a script started with `node --import tsx`", asy
   });
   assert.equal(stdout.trim(), "[2,4,6]");
 });
+
+test("execution providers are validated and passed to the sessions", async () => {
+  assert.throws(() => new OrtWorkerPool({ executionProviders: ["tpu"] }), {
+    code: "invalid_argument",
+    field: "executionProviders",
+    message: /unknown provider "tpu"; allowed: cpu, cuda, tensorrt, webgpu/,
+  });
+  // No CUDA provider libraries on this machine: asking for CUDA alone must fail when the session
+  // is created, which shows the option reaches onnxruntime.
+  const gpuOnly = new OrtWorkerPool({ executionProviders: ["cuda"], intraOpThreads: 1 });
+  try {
+    await assert.rejects(gpuOnly.run(small, smallFeeds(0)));
+  } finally {
+    await gpuOnly.close();
+  }
+  const cpu = new OrtWorkerPool({ executionProviders: ["cpu"], intraOpThreads: 1 });
+  try {
+    assert.deepEqual((await cpu.run(small, smallFeeds(2))).z!.data, Float32Array.from([2, 4, -8]));
+  } finally {
+    await cpu.close();
+  }
+});

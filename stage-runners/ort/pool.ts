@@ -27,6 +27,7 @@ import type {
   ToWorker,
   WorkerConfig,
 } from "./protocol.ts";
+import { EXECUTION_PROVIDERS } from "./protocol.ts";
 
 export type { Feed, NetworkRunner, Output, Outputs, RunOptions } from "./protocol.ts";
 
@@ -37,6 +38,11 @@ export interface OrtWorkerPoolOptions {
   intraOpThreads?: number;
   /** Sessions kept per worker, least recently used evicted first (default 8). */
   maxCachedSessions?: number;
+  /**
+   * Execution providers in order of preference (default ["cpu"]); GPU images use ["cuda", "cpu"]
+   * (the CUDA provider libraries must have been installed with onnxruntime-node).
+   */
+  executionProviders?: string[];
 }
 
 export interface OrtPoolStats {
@@ -97,7 +103,15 @@ export class OrtWorkerPool implements NetworkRunner {
     const cache = opts.maxCachedSessions ?? 8;
     if (!Number.isInteger(cache) || cache < 1)
       throw invalidArgument("maxCachedSessions", "must be an integer >= 1");
-    this.config = { intraOpThreads: intra, maxCachedSessions: cache };
+    const eps = opts.executionProviders ?? ["cpu"];
+    const unknown = eps.find((e) => !(EXECUTION_PROVIDERS as readonly string[]).includes(e));
+    if (eps.length === 0 || unknown !== undefined) {
+      throw invalidArgument(
+        "executionProviders",
+        `${unknown === undefined ? "must not be empty" : `unknown provider "${unknown}"`}; allowed: ${EXECUTION_PROVIDERS.join(", ")}`,
+      );
+    }
+    this.config = { intraOpThreads: intra, maxCachedSessions: cache, executionProviders: [...eps] };
     for (let i = 0; i < workers; i++) this.slots.push(this.spawn());
   }
 

@@ -35,7 +35,12 @@ export interface NetworkRunner {
 export interface WorkerConfig {
   intraOpThreads: number;
   maxCachedSessions: number;
+  /** ONNX Runtime execution providers in order of preference, e.g. ["cuda", "cpu"]. */
+  executionProviders: string[];
 }
+
+/** Execution providers a runner may ask for (onnxruntime-node names). */
+export const EXECUTION_PROVIDERS = ["cpu", "cuda", "tensorrt", "webgpu"] as const;
 
 export type ToWorker =
   | { type: "run"; id: number; modelPath: string; feeds: Record<string, Feed> }

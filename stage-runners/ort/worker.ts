@@ -17,7 +17,7 @@ const sessions = new Map<string, ort.InferenceSession>();
 
 function sessionOptions(): ort.InferenceSession.SessionOptions {
   return {
-    executionProviders: ["cpu"],
+    executionProviders: cfg.executionProviders,
     graphOptimizationLevel: "all",
     intraOpNumThreads: cfg.intraOpThreads,
     interOpNumThreads: 1,

@@ -69,6 +69,8 @@ export interface StageRunnerOptions {
   slots?: number;
   /** onnxruntime intra-op threads per worker (default cores / slots). */
   intraOpThreads?: number;
+  /** ONNX Runtime execution providers (default ["cpu"]). */
+  executionProviders?: string[];
   /** The data plane. */
   tensors: NatsTensorStore;
   /** When given, start() registers the runner and heartbeats its free slots and loaded networks. */
@@ -170,6 +172,7 @@ export class StageRunner {
     const pool = new OrtWorkerPool({
       workers: this.slots,
       ...(this.opts.intraOpThreads === undefined ? {} : { intraOpThreads: this.opts.intraOpThreads }),
+      ...(this.opts.executionProviders ? { executionProviders: this.opts.executionProviders } : {}),
     });
     this.pool = pool;
     const paths: Partial<Record<NetworkId, string>> = {};

@@ -360,12 +360,14 @@ describe("helm chart lavie-serve", () => {
       assert.equal(c.resources?.requests?.["nvidia.com/gpu"], count, stage);
       assert.match(c.image, /runner-gpu/);
       assert.ok(pod.tolerations?.some((t) => t.key === "nvidia.com/gpu"));
+      assert.equal(env(c).get("LAVIE_ORT_PROVIDERS")?.value, "cuda,cpu", `${stage} runs on the CUDA provider`);
     }
     const vsr = mainContainer(ms, `${RELEASE}-runner-vsr`);
     assert.equal(vsr.resources?.limits?.memory, "16Gi");
     const interp = mainContainer(ms, `${RELEASE}-runner-interpolation`);
     assert.equal(interp.resources?.limits?.["nvidia.com/gpu"], undefined);
     assert.match(interp.image, /runner-cpu/);
+    assert.equal(env(interp).get("LAVIE_ORT_PROVIDERS")?.value, "cpu");
   });
 
   test("scale to zero: minReplicas 0 renders zero replicas and 0 minimums for the autoscaler", () => {
