@@ -60,6 +60,11 @@ function sdUnet(over: Partial<UNetConfig>): UNetConfig {
   };
 }
 
+/** The interpolation UNet: the base UNet with 8 input channels, sparse-causal attention, plain temporal attention. */
+function interpOf(base: UNetConfig): UNetConfig {
+  return { ...base, inChannels: 8, sparseCausal: true, temporal: INTERP_TEMPORAL };
+}
+
 function x4Unet(over: Partial<UNetConfig>): UNetConfig {
   return sdUnet({
     inChannels: 7,
@@ -89,7 +94,7 @@ const lavie: Preset = {
     activation: "quick_gelu",
   },
   baseUnet: sdUnet({}),
-  interpUnet: sdUnet({ inChannels: 8, sparseCausal: true, temporal: INTERP_TEMPORAL }),
+  interpUnet: interpOf(sdUnet({})),
   vsrText: {
     vocabSize: 49408,
     positions: 77,
@@ -117,6 +122,17 @@ const lavie: Preset = {
   steps: { base: 50, interpolation: 50, vsr: 50 },
 };
 
+const SMALL_BASE = sdUnet({
+  blockChannels: [64, 128, 192],
+  attention: [true, true, false],
+  onlyCrossAttention: [false, false, false],
+  layersPerBlock: 1,
+  heads: 4,
+  crossAttentionDim: 256,
+  groups: 16,
+  timeEmbedDim: 256,
+});
+
 const small: Preset = {
   name: "small",
   runnable: true,
@@ -130,29 +146,8 @@ const small: Preset = {
     mlp: 1024,
     activation: "quick_gelu",
   },
-  baseUnet: sdUnet({
-    blockChannels: [64, 128, 192],
-    attention: [true, true, false],
-    onlyCrossAttention: [false, false, false],
-    layersPerBlock: 1,
-    heads: 4,
-    crossAttentionDim: 256,
-    groups: 16,
-    timeEmbedDim: 256,
-  }),
-  interpUnet: sdUnet({
-    inChannels: 8,
-    blockChannels: [64, 128, 192],
-    attention: [true, true, false],
-    onlyCrossAttention: [false, false, false],
-    layersPerBlock: 1,
-    heads: 4,
-    crossAttentionDim: 256,
-    groups: 16,
-    timeEmbedDim: 256,
-    sparseCausal: true,
-    temporal: INTERP_TEMPORAL,
-  }),
+  baseUnet: SMALL_BASE,
+  interpUnet: interpOf(SMALL_BASE),
   vsrText: { vocabSize: 4096, positions: 77, width: 320, layers: 4, heads: 4, mlp: 1280, activation: "gelu" },
   vsrUnet: x4Unet({
     blockChannels: [16, 32, 64],
@@ -181,6 +176,17 @@ const small: Preset = {
   steps: { base: 20, interpolation: 10, vsr: 10 },
 };
 
+const TINY_BASE = sdUnet({
+  blockChannels: [32, 64],
+  attention: [true, false],
+  onlyCrossAttention: [false, false],
+  layersPerBlock: 1,
+  heads: 2,
+  crossAttentionDim: 32,
+  groups: 8,
+  timeEmbedDim: 64,
+});
+
 const tiny: Preset = {
   name: "tiny",
   runnable: true,
@@ -194,29 +200,8 @@ const tiny: Preset = {
     mlp: 64,
     activation: "quick_gelu",
   },
-  baseUnet: sdUnet({
-    blockChannels: [32, 64],
-    attention: [true, false],
-    onlyCrossAttention: [false, false],
-    layersPerBlock: 1,
-    heads: 2,
-    crossAttentionDim: 32,
-    groups: 8,
-    timeEmbedDim: 64,
-  }),
-  interpUnet: sdUnet({
-    inChannels: 8,
-    blockChannels: [32, 64],
-    attention: [true, false],
-    onlyCrossAttention: [false, false],
-    layersPerBlock: 1,
-    heads: 2,
-    crossAttentionDim: 32,
-    groups: 8,
-    timeEmbedDim: 64,
-    sparseCausal: true,
-    temporal: INTERP_TEMPORAL,
-  }),
+  baseUnet: TINY_BASE,
+  interpUnet: interpOf(TINY_BASE),
   vsrText: { vocabSize: 1024, positions: 77, width: 48, layers: 2, heads: 2, mlp: 96, activation: "gelu" },
   vsrUnet: x4Unet({
     blockChannels: [8, 16, 16],
