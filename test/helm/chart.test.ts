@@ -360,7 +360,11 @@ describe("helm chart lavie-serve", () => {
       assert.equal(c.resources?.requests?.["nvidia.com/gpu"], count, stage);
       assert.match(c.image, /runner-gpu/);
       assert.ok(pod.tolerations?.some((t) => t.key === "nvidia.com/gpu"));
-      assert.equal(env(c).get("LAVIE_ORT_PROVIDERS")?.value, "cuda,cpu", `${stage} runs on the CUDA provider`);
+      assert.equal(
+        env(c).get("LAVIE_ORT_PROVIDERS")?.value,
+        "cuda,cpu",
+        `${stage} runs on the CUDA provider`,
+      );
     }
     const vsr = mainContainer(ms, `${RELEASE}-runner-vsr`);
     assert.equal(vsr.resources?.limits?.memory, "16Gi");
