@@ -1,7 +1,7 @@
 /**
  * The final video: frames are assembled from the result tensor's tiles one frame group at a time
  * (fetched from the data plane, blended, converted to rgb24), streamed into the MP4 encoder, and the
- * file is stored in the data plane. Only one frame group's tiles are in memory at once.
+ * file is stored in the data plane. At most two small frame groups (or one large one) are in memory.
  */
 import { createReadStream } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -14,6 +14,13 @@ import { encodeVideo } from "../../media/index.ts";
 import type { Plan } from "../plan/types.ts";
 import type { TensorRef, TensorStorePort, VideoResult } from "./ports.ts";
 
+/**
+ * Frame groups whose tiles take at most this many bytes are fetched one group ahead, overlapping
+ * data-plane reads with encoding; larger groups (full-size output: 126 MB) are fetched one at a time
+ * to keep the coordinator's memory at about one group.
+ */
+export const PREFETCH_MAX_BYTES = 64 * 1024 * 1024;
+
 /** rgb24 frames of the plan's result tensor [1, 3, F, H, W], fetching tiles frame group by group. */
 export async function* resultFrames(
   plan: Plan,
@@ -25,11 +32,30 @@ export async function* resultFrames(
   const frameAxis = tp.axes.find((a) => a.axis === 2);
   const groups = frameAxis ? frameAxis.windows : [{ start: 0, size: F }];
   const hw = H * W;
-  for (const g of groups) {
-    const box = { start: [0, 0, g.start, 0, 0], size: [1, 3, g.size, H, W] };
-    const tiles = new Map<number, Tensor>();
-    for (const i of tilesCovering(tp, box)) tiles.set(i, await store.get(refs(i)));
-    const t = assembleBox(tp, box, (i) => tiles.get(i)!);
+  const boxOf = (g: { start: number; size: number }) => ({
+    start: [0, 0, g.start, 0, 0],
+    size: [1, 3, g.size, H, W],
+  });
+  const fetch = (g: { start: number; size: number }): Promise<Map<number, Tensor>> => {
+    const ids = tilesCovering(tp, boxOf(g));
+    const p = Promise.all(ids.map((i) => store.get(refs(i)))).then(
+      (data) => new Map(ids.map((i, k) => [i, data[k]!])),
+    );
+    // A prefetch the consumer never awaits (it stopped early) must not become an unhandled rejection.
+    p.catch(() => {});
+    return p;
+  };
+  const bytesOf = (g: { start: number; size: number }) =>
+    tilesCovering(tp, boxOf(g)).reduce((n, i) => n + refs(i).bytes, 0);
+  let next: Promise<Map<number, Tensor>> | null = groups[0] ? fetch(groups[0]) : null;
+  for (let k = 0; k < groups.length; k++) {
+    const g = groups[k]!;
+    const tiles = await next!;
+    const following = groups[k + 1];
+    next = null;
+    if (following && bytesOf(following) <= PREFETCH_MAX_BYTES) next = fetch(following);
+    const t = assembleBox(tp, boxOf(g), (i) => tiles.get(i)!);
+    tiles.clear();
     for (let f = 0; f < g.size; f++) {
       const out = new Uint8Array(hw * 3);
       for (let c = 0; c < 3; c++) {
@@ -38,6 +64,7 @@ export async function* resultFrames(
       }
       yield out;
     }
+    if (following && !next) next = fetch(following);
   }
 }
 
