@@ -95,6 +95,8 @@ export interface TaskCall {
   inputs: TaskInput[];
   outputObject: string;
   onProgress(done: number, total: number): void;
+  /** Called with the runner's own measure of the task (ms) when it completes (metrics, benchmarks). */
+  onCompleted?(runnerMillis: number): void;
   signal: AbortSignal;
   /** Trace context of the call (the dispatch attempt's span): runner clients propagate it. */
   traceContext?: Context;

@@ -81,7 +81,10 @@ export class GrpcRunnerClient implements RunnerClient {
       )) {
         const e = ev.event;
         if (e.case === "progress") call.onProgress(e.value.done, e.value.total);
-        else if (e.case === "completed" && e.value.output) return fromRefMsg(e.value.output);
+        else if (e.case === "completed" && e.value.output) {
+          call.onCompleted?.(e.value.millis);
+          return fromRefMsg(e.value.output);
+        }
       }
     } catch (err) {
       if (call.signal.aborted) throw new LavieError("cancelled", `task ${call.task.id} cancelled`);
