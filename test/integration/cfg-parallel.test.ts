@@ -5,7 +5,7 @@
  * in-process batched run bit for bit. With a single base runner the gang waits queued.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { after, before, test } from "node:test";
 import type { JobRecord } from "../../coordinator/distributed/ports.ts";
 import { LocalEngine } from "../../coordinator/engine.ts";
@@ -16,7 +16,7 @@ import { ensureModels } from "../../models/cache.ts";
 import { connectNats, type NatsClients } from "../../transport/nats/connect.ts";
 import { NatsTensorStore } from "../../transport/nats/tensors.ts";
 import { type NatsServerHandle, startNatsServer } from "../support/nats-server.ts";
-import { childEnv } from "../support/process.ts";
+import { startNodeProcess } from "../support/process.ts";
 
 let nats: NatsServerHandle;
 let modelDir: string;
@@ -27,31 +27,18 @@ let engine: LocalEngine;
 const runners: ChildProcess[] = [];
 
 async function startRunner(id: string): Promise<void> {
-  const child = spawn(process.execPath, ["--import", "tsx", "stage-runners/main.ts"], {
-    env: childEnv({
+  const { child } = await startNodeProcess(
+    "stage-runners/main.ts",
+    {
       LAVIE_NATS_URL: nats.url,
       LAVIE_MODEL_DIR: modelDir,
       LAVIE_RUNNER_STAGES: "base,interpolation,vsr",
       LAVIE_RUNNER_ID: id,
       LAVIE_ORT_THREADS: "1",
-    }),
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+    },
+    /listening on/,
+  );
   runners.push(child);
-  let out = "";
-  child.stdout!.setEncoding("utf8");
-  await new Promise<void>((resolve, reject) => {
-    const onData = (s: string) => {
-      out += s;
-      if (out.includes("listening on")) {
-        child.stdout!.off("data", onData);
-        child.stdout!.resume();
-        resolve();
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`runner ${id} exited with ${code} before ready`)));
-  });
 }
 
 async function until(id: string, pred: (r: JobRecord) => boolean, timeoutMs = 120_000): Promise<JobRecord> {

@@ -4,7 +4,7 @@
  * bit-identical to the tile the in-process executor produces for the same plan.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { after, before, test } from "node:test";
 import { LocalEngine } from "../../coordinator/engine.ts";
 import { runPlanLocally } from "../../coordinator/executor/local.ts";
@@ -15,7 +15,7 @@ import { ensureModels } from "../../models/cache.ts";
 import { connectNats, type NatsClients } from "../../transport/nats/connect.ts";
 import { NatsTensorStore } from "../../transport/nats/tensors.ts";
 import { startNatsServer } from "../support/nats-server.ts";
-import { childEnv } from "../support/process.ts";
+import { startNodeProcess } from "../support/process.ts";
 
 type Nats = Awaited<ReturnType<typeof startNatsServer>>;
 let nats: Nats;
@@ -27,30 +27,17 @@ let engine: LocalEngine;
 const runners: ChildProcess[] = [];
 
 async function startRunner(stages: string, id: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", "stage-runners/main.ts"], {
-    env: {
-      ...childEnv(),
+  const { child } = await startNodeProcess(
+    "stage-runners/main.ts",
+    {
       LAVIE_NATS_URL: nats.url,
       LAVIE_MODEL_DIR: modelDir,
       LAVIE_RUNNER_STAGES: stages,
       LAVIE_RUNNER_ID: id,
       LAVIE_ORT_THREADS: "1",
     },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  let out = "";
-  child.stdout!.setEncoding("utf8");
-  await new Promise<void>((resolve, reject) => {
-    const onData = (s: string) => {
-      out += s;
-      if (out.includes("listening on")) {
-        child.stdout!.off("data", onData);
-        resolve();
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`runner ${id} exited with ${code} before ready`)));
-  });
+    /listening on/,
+  );
   runners.push(child);
   return child;
 }

@@ -4,7 +4,7 @@
  * Completed jobs' tiles must equal the in-process reference bit for bit.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { after, before, test } from "node:test";
 import type { JobRecord } from "../../coordinator/distributed/ports.ts";
 import { LocalEngine } from "../../coordinator/engine.ts";
@@ -16,7 +16,7 @@ import { connectNats, type NatsClients } from "../../transport/nats/connect.ts";
 import { NatsJobStore } from "../../transport/nats/kv.ts";
 import { NatsTensorStore } from "../../transport/nats/tensors.ts";
 import { startNatsServer } from "../support/nats-server.ts";
-import { childEnv } from "../support/process.ts";
+import { startNodeProcess } from "../support/process.ts";
 
 type Nats = Awaited<ReturnType<typeof startNatsServer>>;
 let nats: Nats;
@@ -27,34 +27,19 @@ let kv: NatsJobStore;
 let engine: LocalEngine;
 const children = new Set<ChildProcess>();
 
-function startProcess(
+async function startProcess(
   script: string,
   env: NodeJS.ProcessEnv,
   ready: RegExp,
 ): Promise<{ child: ChildProcess; line: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", script], {
-    env: childEnv({ LAVIE_NATS_URL: nats.url, LAVIE_MODEL_DIR: modelDir, LAVIE_ORT_THREADS: "1", ...env }),
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  children.add(child);
-  child.once("exit", () => children.delete(child));
-  return new Promise((resolve, reject) => {
-    let out = "";
-    child.stdout!.setEncoding("utf8");
-    const onData = (s: string) => {
-      out += s;
-      const m = ready.exec(out);
-      if (m) {
-        child.stdout!.off("data", onData);
-        child.stdout!.resume();
-        resolve({ child, line: m[0] });
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.once("exit", (code) =>
-      reject(new Error(`${script} exited with ${code} before it was ready: ${out}`)),
-    );
-  });
+  const started = await startNodeProcess(
+    script,
+    { LAVIE_NATS_URL: nats.url, LAVIE_MODEL_DIR: modelDir, LAVIE_ORT_THREADS: "1", ...env },
+    ready,
+  );
+  children.add(started.child);
+  started.child.once("exit", () => children.delete(started.child));
+  return started;
 }
 
 const startRunner = (id: string, stages = "base,interpolation,vsr") =>
