@@ -10,6 +10,9 @@ export type ErrorCode =
   | "cancelled"
   | "deadline_exceeded"
   | "unavailable" // transient: a runner or server went away; retry elsewhere
+  | "unauthenticated" // no or invalid credentials
+  | "permission_denied" // valid credentials, but not for this (e.g. another tenant's job)
+  | "data_loss" // a tensor or blob failed its digest/shape check (corrupt or wrong output)
   | "internal";
 
 export class LavieError extends Error {
@@ -18,16 +21,20 @@ export class LavieError extends Error {
   /** The input field or file the error is about, when there is one. */
   readonly field: string | undefined;
   readonly retryable: boolean;
+  /** For resource_exhausted: how long the caller should wait before retrying (ms). */
+  readonly retryAfterMs: number | undefined;
 
   constructor(
     code: ErrorCode,
     message: string,
-    opts: { field?: string; retryable?: boolean; cause?: unknown } = {},
+    opts: { field?: string; retryable?: boolean; retryAfterMs?: number; cause?: unknown } = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.code = code;
     this.field = opts.field;
-    this.retryable = opts.retryable ?? (code === "unavailable" || code === "deadline_exceeded");
+    this.retryAfterMs = opts.retryAfterMs;
+    this.retryable =
+      opts.retryable ?? (code === "unavailable" || code === "deadline_exceeded" || code === "data_loss");
   }
 
   /** Normalises anything thrown at a boundary into a LavieError. */

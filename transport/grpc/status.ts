@@ -1,6 +1,7 @@
 /**
  * LavieError <-> gRPC status, in one place. The retryable flag travels in the "lavie-retryable"
- * trailer and the field in "lavie-field", so a client rebuilds the same LavieError.
+ * trailer, the field in "lavie-field" and a retry hint (RESOURCE_EXHAUSTED) in "lavie-retry-after-ms",
+ * so a client rebuilds the same LavieError.
  */
 import * as grpc from "@grpc/grpc-js";
 import { type ErrorCode, LavieError } from "../../core/errors.ts";
@@ -13,6 +14,9 @@ const TO_GRPC: Record<ErrorCode, grpc.status> = {
   cancelled: grpc.status.CANCELLED,
   deadline_exceeded: grpc.status.DEADLINE_EXCEEDED,
   unavailable: grpc.status.UNAVAILABLE,
+  unauthenticated: grpc.status.UNAUTHENTICATED,
+  permission_denied: grpc.status.PERMISSION_DENIED,
+  data_loss: grpc.status.DATA_LOSS,
   internal: grpc.status.INTERNAL,
 };
 
@@ -26,6 +30,7 @@ export function toGrpcError(err: unknown): Partial<grpc.StatusObject> & Error {
   const metadata = new grpc.Metadata();
   metadata.set("lavie-retryable", e.retryable ? "1" : "0");
   if (e.field) metadata.set("lavie-field", e.field);
+  if (e.retryAfterMs !== undefined) metadata.set("lavie-retry-after-ms", String(Math.ceil(e.retryAfterMs)));
   return Object.assign(new Error(e.message), { code: TO_GRPC[e.code], details: e.message, metadata });
 }
 
@@ -36,10 +41,13 @@ export function fromGrpcError(err: unknown): LavieError {
   if (typeof g?.code !== "number") return LavieError.from(err);
   const retryable = g.metadata?.get("lavie-retryable")[0];
   const field = g.metadata?.get("lavie-field")[0];
+  const retryAfter = Number(g.metadata?.get("lavie-retry-after-ms")[0] ?? Number.NaN);
   if (
     retryable === undefined &&
     g.code !== grpc.status.INVALID_ARGUMENT &&
-    g.code !== grpc.status.NOT_FOUND
+    g.code !== grpc.status.NOT_FOUND &&
+    g.code !== grpc.status.UNAUTHENTICATED &&
+    g.code !== grpc.status.PERMISSION_DENIED
   ) {
     // No lavie trailers: the error did not come from a lavie service but from the transport (a peer
     // that died mid-call, a dropped connection): the call may succeed elsewhere.
@@ -48,8 +56,11 @@ export function fromGrpcError(err: unknown): LavieError {
   const code = FROM_GRPC.get(g.code) ?? "internal";
   return new LavieError(code, g.details ?? g.message ?? "gRPC error", {
     ...(field !== undefined && { field: String(field) }),
+    ...(Number.isFinite(retryAfter) && retryAfter >= 0 && { retryAfterMs: retryAfter }),
     retryable:
-      retryable === undefined ? code === "unavailable" || code === "deadline_exceeded" : retryable === "1",
+      retryable === undefined
+        ? code === "unavailable" || code === "deadline_exceeded" || code === "data_loss"
+        : retryable === "1",
     cause: err,
   });
 }

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file lavie/v1/jobs.proto.
  */
 export const file_lavie_v1_jobs: GenFile = /*@__PURE__*/
-  fileDesc("ChNsYXZpZS92MS9qb2JzLnByb3RvEghsYXZpZS52MSLqAQoMU3RhZ2VPcHRpb25zEhIKBXN0ZXBzGAEgASgFSACIAQESFQoIZ3VpZGFuY2UYAiABKAFIAYgBARIUCgdzYW1wbGVyGAMgASgJSAKIAQESHAoPbmVnYXRpdmVfcHJvbXB0GAQgASgJSAOIAQESEAoDZXRhGAUgASgBSASIAQESGQoMY2ZnX3BhcmFsbGVsGAYgASgISAWIAQFCCAoGX3N0ZXBzQgsKCV9ndWlkYW5jZUIKCghfc2FtcGxlckISChBfbmVnYXRpdmVfcHJvbXB0QgYKBF9ldGFCDwoNX2NmZ19wYXJhbGxlbCKXAQoUSW50ZXJwb2xhdGlvbk9wdGlvbnMSJQoFc3RhZ2UYASABKAsyFi5sYXZpZS52MS5TdGFnZU9wdGlvbnMSGQoMY2h1bmtfZnJhbWVzGAIgASgFSACIAQESGgoNY2h1bmtfb3ZlcmxhcBgDIAEoBUgBiAEBQg8KDV9jaHVua19mcmFtZXNCEAoOX2NodW5rX292ZXJsYXAi1QEKClZzck9wdGlvbnMSJQoFc3RhZ2UYASABKAsyFi5sYXZpZS52MS5TdGFnZU9wdGlvbnMSGAoLbm9pc2VfbGV2ZWwYAiABKAVIAIgBARIZCgxjaHVua19mcmFtZXMYAyABKAVIAYgBARISCgVwYXRjaBgEIAEoBUgCiAEBEhoKDXBhdGNoX292ZXJsYXAYBSABKAVIA4gBAUIOCgxfbm9pc2VfbGV2ZWxCDwoNX2NodW5rX2ZyYW1lc0IICgZfcGF0Y2hCEAoOX3BhdGNoX292ZXJsYXAiuQEKDURlY29kZU9wdGlvbnMSGAoLYmFzZV9mcmFtZXMYASABKAVIAIgBARIXCgp2c3JfZnJhbWVzGAIgASgFSAGIAQESFQoIdnNyX3RpbGUYAyABKAVIAogBARIdChB2c3JfdGlsZV9vdmVybGFwGAQgASgFSAOIAQFCDgoMX2Jhc2VfZnJhbWVzQg0KC192c3JfZnJhbWVzQgsKCV92c3JfdGlsZUITChFfdnNyX3RpbGVfb3ZlcmxhcCLTAgoKSm9iUmVxdWVzdBIOCgZwcm9tcHQYASABKAkSEQoEc2VlZBgCIAEoBEgAiAEBEhIKCnN0b3BfYWZ0ZXIYAyABKAkSEwoGaGVpZ2h0GAQgASgFSAGIAQESEgoFd2lkdGgYBSABKAVIAogBARITCgZmcmFtZXMYBiABKAVIA4gBARIkCgRiYXNlGAcgASgLMhYubGF2aWUudjEuU3RhZ2VPcHRpb25zEjUKDWludGVycG9sYXRpb24YCCABKAsyHi5sYXZpZS52MS5JbnRlcnBvbGF0aW9uT3B0aW9ucxIhCgN2c3IYCSABKAsyFC5sYXZpZS52MS5Wc3JPcHRpb25zEicKBmRlY29kZRgKIAEoCzIXLmxhdmllLnYxLkRlY29kZU9wdGlvbnNCBwoFX3NlZWRCCQoHX2hlaWdodEIICgZfd2lkdGhCCQoHX2ZyYW1lcyJOChBTdWJtaXRKb2JSZXF1ZXN0EiEKA2pvYhgBIAEoCzIULmxhdmllLnYxLkpvYlJlcXVlc3QSFwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJIkAKEVN1Ym1pdEpvYlJlc3BvbnNlEhoKA2pvYhgBIAEoCzINLmxhdmllLnYxLkpvYhIPCgdjcmVhdGVkGAIgASgIInAKDVN0YWdlUHJvZ3Jlc3MSDQoFc3RhZ2UYASABKAkSEgoKc3RlcHNfZG9uZRgCIAEoBRITCgtzdGVwc190b3RhbBgDIAEoBRISCgp0YXNrc19kb25lGAQgASgFEhMKC3Rhc2tzX3RvdGFsGAUgASgFIo4BCgtWaWRlb1Jlc3VsdBIOCgZvYmplY3QYASABKAkSDQoFYnl0ZXMYAiABKAMSDgoGZnJhbWVzGAMgASgFEg0KBXdpZHRoGAQgASgFEg4KBmhlaWdodBgFIAEoBRILCgNmcHMYBiABKAUSFAoMY29udGVudF90eXBlGAcgASgJEg4KBmRpZ2VzdBgIIAEoCSKGAgoDSm9iEgoKAmlkGAEgASgJEiEKBXN0YXRlGAIgASgOMhIubGF2aWUudjEuSm9iU3RhdGUSJQoHcmVxdWVzdBgDIAEoCzIULmxhdmllLnYxLkpvYlJlcXVlc3QSKQoIcHJvZ3Jlc3MYBCADKAsyFy5sYXZpZS52MS5TdGFnZVByb2dyZXNzEiUKBnJlc3VsdBgFIAEoCzIVLmxhdmllLnYxLlZpZGVvUmVzdWx0Eg0KBWVycm9yGAYgASgJEhcKD2NyZWF0ZWRfdW5peF9tcxgHIAEoAxIXCg91cGRhdGVkX3VuaXhfbXMYCCABKAMSFgoOcXVldWVfcG9zaXRpb24YCSABKAUiIQoPV2F0Y2hKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSL4AgoQV2F0Y2hKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSIgoGcXVldWVkGAIgASgLMhAubGF2aWUudjEuUXVldWVkSAASLwoNc3RhZ2Vfc3RhcnRlZBgDIAEoCzIWLmxhdmllLnYxLlN0YWdlU3RhcnRlZEgAEjEKDnN0YWdlX2ZpbmlzaGVkGAQgASgLMhcubGF2aWUudjEuU3RhZ2VGaW5pc2hlZEgAEi8KDXRhc2tfcHJvZ3Jlc3MYBSABKAsyFi5sYXZpZS52MS5UYXNrUHJvZ3Jlc3NIABIkCgdwcmV2aWV3GAYgASgLMhEubGF2aWUudjEuUHJldmlld0gAEh4KBGRvbmUYByABKAsyDi5sYXZpZS52MS5Eb25lSAASIgoGZmFpbGVkGAggASgLMhAubGF2aWUudjEuRmFpbGVkSAASKAoJY2FuY2VsbGVkGAkgASgLMhMubGF2aWUudjEuQ2FuY2VsbGVkSABCBwoFZXZlbnQiGgoGUXVldWVkEhAKCHBvc2l0aW9uGAEgASgFIh0KDFN0YWdlU3RhcnRlZBINCgVzdGFnZRgBIAEoCSIuCg1TdGFnZUZpbmlzaGVkEg0KBXN0YWdlGAEgASgJEg4KBm1pbGxpcxgCIAEoASJLCgxUYXNrUHJvZ3Jlc3MSDwoHdGFza19pZBgBIAEoCRINCgVzdGFnZRgCIAEoCRIMCgRzdGVwGAMgASgFEg0KBXRvdGFsGAQgASgFIj0KB1ByZXZpZXcSDQoFc3RhZ2UYASABKAkSIwoGZnJhbWVzGAIgASgLMhMubGF2aWUudjEuVGVuc29yUmVmIi0KBERvbmUSJQoGcmVzdWx0GAEgASgLMhUubGF2aWUudjEuVmlkZW9SZXN1bHQiGAoGRmFpbGVkEg4KBnJlYXNvbhgBIAEoCSILCglDYW5jZWxsZWQiHwoNR2V0Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiLAoOR2V0Sm9iUmVzcG9uc2USGgoDam9iGAEgASgLMg0ubGF2aWUudjEuSm9iIkMKD0xpc3RKb2JzUmVxdWVzdBIhCgVzdGF0ZRgBIAEoDjISLmxhdmllLnYxLkpvYlN0YXRlEg0KBWxpbWl0GAIgASgFIi8KEExpc3RKb2JzUmVzcG9uc2USGwoEam9icxgBIAMoCzINLmxhdmllLnYxLkpvYiIiChBDYW5jZWxKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSIvChFDYW5jZWxKb2JSZXNwb25zZRIaCgNqb2IYASABKAsyDS5sYXZpZS52MS5Kb2IiJAoSRmV0Y2hSZXN1bHRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSJIChNGZXRjaFJlc3VsdFJlc3BvbnNlEgwKBGRhdGEYASABKAwSDgoGb2Zmc2V0GAIgASgDEhMKC3RvdGFsX2J5dGVzGAMgASgDKpoBCghKb2JTdGF0ZRIZChVKT0JfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBKT0JfU1RBVEVfUVVFVUVEEAESFQoRSk9CX1NUQVRFX1JVTk5JTkcQAhIXChNKT0JfU1RBVEVfU1VDQ0VFREVEEAMSFAoQSk9CX1NUQVRFX0ZBSUxFRBAEEhcKE0pPQl9TVEFURV9DQU5DRUxMRUQQBTKrAwoKSm9iU2VydmljZRJECglTdWJtaXRKb2ISGi5sYXZpZS52MS5TdWJtaXRKb2JSZXF1ZXN0GhsubGF2aWUudjEuU3VibWl0Sm9iUmVzcG9uc2USQwoIV2F0Y2hKb2ISGS5sYXZpZS52MS5XYXRjaEpvYlJlcXVlc3QaGi5sYXZpZS52MS5XYXRjaEpvYlJlc3BvbnNlMAESOwoGR2V0Sm9iEhcubGF2aWUudjEuR2V0Sm9iUmVxdWVzdBoYLmxhdmllLnYxLkdldEpvYlJlc3BvbnNlEkEKCExpc3RKb2JzEhkubGF2aWUudjEuTGlzdEpvYnNSZXF1ZXN0GhoubGF2aWUudjEuTGlzdEpvYnNSZXNwb25zZRJECglDYW5jZWxKb2ISGi5sYXZpZS52MS5DYW5jZWxKb2JSZXF1ZXN0GhsubGF2aWUudjEuQ2FuY2VsSm9iUmVzcG9uc2USTAoLRmV0Y2hSZXN1bHQSHC5sYXZpZS52MS5GZXRjaFJlc3VsdFJlcXVlc3QaHS5sYXZpZS52MS5GZXRjaFJlc3VsdFJlc3BvbnNlMAFiBnByb3RvMw", [file_lavie_v1_tensor]);
+  fileDesc("ChNsYXZpZS92MS9qb2JzLnByb3RvEghsYXZpZS52MSLqAQoMU3RhZ2VPcHRpb25zEhIKBXN0ZXBzGAEgASgFSACIAQESFQoIZ3VpZGFuY2UYAiABKAFIAYgBARIUCgdzYW1wbGVyGAMgASgJSAKIAQESHAoPbmVnYXRpdmVfcHJvbXB0GAQgASgJSAOIAQESEAoDZXRhGAUgASgBSASIAQESGQoMY2ZnX3BhcmFsbGVsGAYgASgISAWIAQFCCAoGX3N0ZXBzQgsKCV9ndWlkYW5jZUIKCghfc2FtcGxlckISChBfbmVnYXRpdmVfcHJvbXB0QgYKBF9ldGFCDwoNX2NmZ19wYXJhbGxlbCKXAQoUSW50ZXJwb2xhdGlvbk9wdGlvbnMSJQoFc3RhZ2UYASABKAsyFi5sYXZpZS52MS5TdGFnZU9wdGlvbnMSGQoMY2h1bmtfZnJhbWVzGAIgASgFSACIAQESGgoNY2h1bmtfb3ZlcmxhcBgDIAEoBUgBiAEBQg8KDV9jaHVua19mcmFtZXNCEAoOX2NodW5rX292ZXJsYXAi1QEKClZzck9wdGlvbnMSJQoFc3RhZ2UYASABKAsyFi5sYXZpZS52MS5TdGFnZU9wdGlvbnMSGAoLbm9pc2VfbGV2ZWwYAiABKAVIAIgBARIZCgxjaHVua19mcmFtZXMYAyABKAVIAYgBARISCgVwYXRjaBgEIAEoBUgCiAEBEhoKDXBhdGNoX292ZXJsYXAYBSABKAVIA4gBAUIOCgxfbm9pc2VfbGV2ZWxCDwoNX2NodW5rX2ZyYW1lc0IICgZfcGF0Y2hCEAoOX3BhdGNoX292ZXJsYXAiuQEKDURlY29kZU9wdGlvbnMSGAoLYmFzZV9mcmFtZXMYASABKAVIAIgBARIXCgp2c3JfZnJhbWVzGAIgASgFSAGIAQESFQoIdnNyX3RpbGUYAyABKAVIAogBARIdChB2c3JfdGlsZV9vdmVybGFwGAQgASgFSAOIAQFCDgoMX2Jhc2VfZnJhbWVzQg0KC192c3JfZnJhbWVzQgsKCV92c3JfdGlsZUITChFfdnNyX3RpbGVfb3ZlcmxhcCLTAgoKSm9iUmVxdWVzdBIOCgZwcm9tcHQYASABKAkSEQoEc2VlZBgCIAEoBEgAiAEBEhIKCnN0b3BfYWZ0ZXIYAyABKAkSEwoGaGVpZ2h0GAQgASgFSAGIAQESEgoFd2lkdGgYBSABKAVIAogBARITCgZmcmFtZXMYBiABKAVIA4gBARIkCgRiYXNlGAcgASgLMhYubGF2aWUudjEuU3RhZ2VPcHRpb25zEjUKDWludGVycG9sYXRpb24YCCABKAsyHi5sYXZpZS52MS5JbnRlcnBvbGF0aW9uT3B0aW9ucxIhCgN2c3IYCSABKAsyFC5sYXZpZS52MS5Wc3JPcHRpb25zEicKBmRlY29kZRgKIAEoCzIXLmxhdmllLnYxLkRlY29kZU9wdGlvbnNCBwoFX3NlZWRCCQoHX2hlaWdodEIICgZfd2lkdGhCCQoHX2ZyYW1lcyKrAQoQU3VibWl0Sm9iUmVxdWVzdBIhCgNqb2IYASABKAsyFC5sYXZpZS52MS5Kb2JSZXF1ZXN0EhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRInCghwcmlvcml0eRgDIAEoDjIVLmxhdmllLnYxLkpvYlByaW9yaXR5Eh0KEGRlYWRsaW5lX3NlY29uZHMYBCABKAFIAIgBAUITChFfZGVhZGxpbmVfc2Vjb25kcyJAChFTdWJtaXRKb2JSZXNwb25zZRIaCgNqb2IYASABKAsyDS5sYXZpZS52MS5Kb2ISDwoHY3JlYXRlZBgCIAEoCCJwCg1TdGFnZVByb2dyZXNzEg0KBXN0YWdlGAEgASgJEhIKCnN0ZXBzX2RvbmUYAiABKAUSEwoLc3RlcHNfdG90YWwYAyABKAUSEgoKdGFza3NfZG9uZRgEIAEoBRITCgt0YXNrc190b3RhbBgFIAEoBSKOAQoLVmlkZW9SZXN1bHQSDgoGb2JqZWN0GAEgASgJEg0KBWJ5dGVzGAIgASgDEg4KBmZyYW1lcxgDIAEoBRINCgV3aWR0aBgEIAEoBRIOCgZoZWlnaHQYBSABKAUSCwoDZnBzGAYgASgFEhQKDGNvbnRlbnRfdHlwZRgHIAEoCRIOCgZkaWdlc3QYCCABKAki2QIKA0pvYhIKCgJpZBgBIAEoCRIhCgVzdGF0ZRgCIAEoDjISLmxhdmllLnYxLkpvYlN0YXRlEiUKB3JlcXVlc3QYAyABKAsyFC5sYXZpZS52MS5Kb2JSZXF1ZXN0EikKCHByb2dyZXNzGAQgAygLMhcubGF2aWUudjEuU3RhZ2VQcm9ncmVzcxIlCgZyZXN1bHQYBSABKAsyFS5sYXZpZS52MS5WaWRlb1Jlc3VsdBINCgVlcnJvchgGIAEoCRIXCg9jcmVhdGVkX3VuaXhfbXMYByABKAMSFwoPdXBkYXRlZF91bml4X21zGAggASgDEhYKDnF1ZXVlX3Bvc2l0aW9uGAkgASgFEg4KBnRlbmFudBgKIAEoCRInCghwcmlvcml0eRgLIAEoDjIVLmxhdmllLnYxLkpvYlByaW9yaXR5EhgKEGRlYWRsaW5lX3VuaXhfbXMYDCABKAMiIQoPV2F0Y2hKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSL4AgoQV2F0Y2hKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSIgoGcXVldWVkGAIgASgLMhAubGF2aWUudjEuUXVldWVkSAASLwoNc3RhZ2Vfc3RhcnRlZBgDIAEoCzIWLmxhdmllLnYxLlN0YWdlU3RhcnRlZEgAEjEKDnN0YWdlX2ZpbmlzaGVkGAQgASgLMhcubGF2aWUudjEuU3RhZ2VGaW5pc2hlZEgAEi8KDXRhc2tfcHJvZ3Jlc3MYBSABKAsyFi5sYXZpZS52MS5UYXNrUHJvZ3Jlc3NIABIkCgdwcmV2aWV3GAYgASgLMhEubGF2aWUudjEuUHJldmlld0gAEh4KBGRvbmUYByABKAsyDi5sYXZpZS52MS5Eb25lSAASIgoGZmFpbGVkGAggASgLMhAubGF2aWUudjEuRmFpbGVkSAASKAoJY2FuY2VsbGVkGAkgASgLMhMubGF2aWUudjEuQ2FuY2VsbGVkSABCBwoFZXZlbnQiGgoGUXVldWVkEhAKCHBvc2l0aW9uGAEgASgFIh0KDFN0YWdlU3RhcnRlZBINCgVzdGFnZRgBIAEoCSIuCg1TdGFnZUZpbmlzaGVkEg0KBXN0YWdlGAEgASgJEg4KBm1pbGxpcxgCIAEoASJLCgxUYXNrUHJvZ3Jlc3MSDwoHdGFza19pZBgBIAEoCRINCgVzdGFnZRgCIAEoCRIMCgRzdGVwGAMgASgFEg0KBXRvdGFsGAQgASgFIj0KB1ByZXZpZXcSDQoFc3RhZ2UYASABKAkSIwoGZnJhbWVzGAIgASgLMhMubGF2aWUudjEuVGVuc29yUmVmIi0KBERvbmUSJQoGcmVzdWx0GAEgASgLMhUubGF2aWUudjEuVmlkZW9SZXN1bHQiGAoGRmFpbGVkEg4KBnJlYXNvbhgBIAEoCSILCglDYW5jZWxsZWQiHwoNR2V0Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiLAoOR2V0Sm9iUmVzcG9uc2USGgoDam9iGAEgASgLMg0ubGF2aWUudjEuSm9iIlgKD0xpc3RKb2JzUmVxdWVzdBIhCgVzdGF0ZRgBIAEoDjISLmxhdmllLnYxLkpvYlN0YXRlEg0KBWxpbWl0GAIgASgFEhMKC2FsbF90ZW5hbnRzGAMgASgIIi8KEExpc3RKb2JzUmVzcG9uc2USGwoEam9icxgBIAMoCzINLmxhdmllLnYxLkpvYiIiChBDYW5jZWxKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSIvChFDYW5jZWxKb2JSZXNwb25zZRIaCgNqb2IYASABKAsyDS5sYXZpZS52MS5Kb2IiJAoSRmV0Y2hSZXN1bHRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSJIChNGZXRjaFJlc3VsdFJlc3BvbnNlEgwKBGRhdGEYASABKAwSDgoGb2Zmc2V0GAIgASgDEhMKC3RvdGFsX2J5dGVzGAMgASgDKnEKC0pvYlByaW9yaXR5EhwKGEpPQl9QUklPUklUWV9VTlNQRUNJRklFRBAAEhQKEEpPQl9QUklPUklUWV9MT1cQARIXChNKT0JfUFJJT1JJVFlfTk9STUFMEAISFQoRSk9CX1BSSU9SSVRZX0hJR0gQAyqaAQoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQSk9CX1NUQVRFX1FVRVVFRBABEhUKEUpPQl9TVEFURV9SVU5OSU5HEAISFwoTSk9CX1NUQVRFX1NVQ0NFRURFRBADEhQKEEpPQl9TVEFURV9GQUlMRUQQBBIXChNKT0JfU1RBVEVfQ0FOQ0VMTEVEEAUyqwMKCkpvYlNlcnZpY2USRAoJU3VibWl0Sm9iEhoubGF2aWUudjEuU3VibWl0Sm9iUmVxdWVzdBobLmxhdmllLnYxLlN1Ym1pdEpvYlJlc3BvbnNlEkMKCFdhdGNoSm9iEhkubGF2aWUudjEuV2F0Y2hKb2JSZXF1ZXN0GhoubGF2aWUudjEuV2F0Y2hKb2JSZXNwb25zZTABEjsKBkdldEpvYhIXLmxhdmllLnYxLkdldEpvYlJlcXVlc3QaGC5sYXZpZS52MS5HZXRKb2JSZXNwb25zZRJBCghMaXN0Sm9icxIZLmxhdmllLnYxLkxpc3RKb2JzUmVxdWVzdBoaLmxhdmllLnYxLkxpc3RKb2JzUmVzcG9uc2USRAoJQ2FuY2VsSm9iEhoubGF2aWUudjEuQ2FuY2VsSm9iUmVxdWVzdBobLmxhdmllLnYxLkNhbmNlbEpvYlJlc3BvbnNlEkwKC0ZldGNoUmVzdWx0EhwubGF2aWUudjEuRmV0Y2hSZXN1bHRSZXF1ZXN0Gh0ubGF2aWUudjEuRmV0Y2hSZXN1bHRSZXNwb25zZTABYgZwcm90bzM", [file_lavie_v1_tensor]);
 
 /**
  * Per-stage sampling options; unset fields take the model directory's defaults (LaVie's).
@@ -236,11 +236,25 @@ export type SubmitJobRequest = Message<"lavie.v1.SubmitJobRequest"> & {
   job?: JobRequest | undefined;
 
   /**
-   * Retrying a submit with the same key returns the same job instead of creating another.
+   * Retrying a submit with the same key returns the same job instead of creating another (keys
+   * are scoped per tenant).
    *
    * @generated from field: string idempotency_key = 2;
    */
   idempotencyKey: string;
+
+  /**
+   * @generated from field: lavie.v1.JobPriority priority = 3;
+   */
+  priority: JobPriority;
+
+  /**
+   * The job fails with "deadline exceeded" if it has not finished this many seconds after submit
+   * (queueing included). Unset or 0 = no deadline; at most 604800 (7 days).
+   *
+   * @generated from field: optional double deadline_seconds = 4;
+   */
+  deadlineSeconds?: number | undefined;
 };
 
 /**
@@ -417,6 +431,25 @@ export type Job = Message<"lavie.v1.Job"> & {
    * @generated from field: int32 queue_position = 9;
    */
   queuePosition: number;
+
+  /**
+   * The tenant that submitted the job ("default" without authentication).
+   *
+   * @generated from field: string tenant = 10;
+   */
+  tenant: string;
+
+  /**
+   * @generated from field: lavie.v1.JobPriority priority = 11;
+   */
+  priority: JobPriority;
+
+  /**
+   * When the job's deadline passes (0 = none).
+   *
+   * @generated from field: int64 deadline_unix_ms = 12;
+   */
+  deadlineUnixMs: bigint;
 };
 
 /**
@@ -723,6 +756,13 @@ export type ListJobsRequest = Message<"lavie.v1.ListJobsRequest"> & {
    * @generated from field: int32 limit = 2;
    */
   limit: number;
+
+  /**
+   * Jobs of every tenant (admin credentials only; PERMISSION_DENIED otherwise).
+   *
+   * @generated from field: bool all_tenants = 3;
+   */
+  allTenants: boolean;
 };
 
 /**
@@ -828,6 +868,41 @@ export const FetchResultResponseSchema: GenMessage<FetchResultResponse> = /*@__P
   messageDesc(file_lavie_v1_jobs, 27);
 
 /**
+ * Queued jobs start by priority (higher first), then fairly between tenants, then in submit order.
+ *
+ * @generated from enum lavie.v1.JobPriority
+ */
+export enum JobPriority {
+  /**
+   * Treated as NORMAL.
+   *
+   * @generated from enum value: JOB_PRIORITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: JOB_PRIORITY_LOW = 1;
+   */
+  LOW = 1,
+
+  /**
+   * @generated from enum value: JOB_PRIORITY_NORMAL = 2;
+   */
+  NORMAL = 2,
+
+  /**
+   * @generated from enum value: JOB_PRIORITY_HIGH = 3;
+   */
+  HIGH = 3,
+}
+
+/**
+ * Describes the enum lavie.v1.JobPriority.
+ */
+export const JobPrioritySchema: GenEnum<JobPriority> = /*@__PURE__*/
+  enumDesc(file_lavie_v1_jobs, 0);
+
+/**
  * @generated from enum lavie.v1.JobState
  */
 export enum JobState {
@@ -866,7 +941,7 @@ export enum JobState {
  * Describes the enum lavie.v1.JobState.
  */
 export const JobStateSchema: GenEnum<JobState> = /*@__PURE__*/
-  enumDesc(file_lavie_v1_jobs, 0);
+  enumDesc(file_lavie_v1_jobs, 1);
 
 /**
  * The client API of the coordinator.
@@ -875,6 +950,14 @@ export const JobStateSchema: GenEnum<JobState> = /*@__PURE__*/
  * characters, valid UTF-8; steps 1..1000; guidance 0..100; sampler one of ddpm, ddim, euler; height
  * and width multiples of the models' divisors; chunk and patch sizes within the video; idempotency
  * key at most 128 characters. Unknown job ids are answered with NOT_FOUND.
+ *
+ * Authentication (when the coordinator has API keys or JWT configured): every call carries
+ * "authorization: Bearer <api key or JWT>" metadata; missing or invalid credentials are answered
+ * with UNAUTHENTICATED. Each credential belongs to one tenant: a tenant sees and fetches only its
+ * own jobs (another tenant's job id is answered with PERMISSION_DENIED).
+ *
+ * Admission: past the coordinator's bounded queues (per tenant and global) SubmitJob is answered
+ * with RESOURCE_EXHAUSTED and a retry hint in the "lavie-retry-after-ms" trailer.
  *
  * @generated from service lavie.v1.JobService
  */
