@@ -7,6 +7,7 @@
  */
 import { invalidArgument } from "./errors.ts";
 import { SAMPLER_NAMES, type SamplerName, stagePreset, validateGuidanceScale } from "./samplers/index.ts";
+import { windows } from "./tiling/index.ts";
 
 export type StopAfter = "base" | "interpolation" | "vsr";
 export const STOP_AFTER: readonly StopAfter[] = ["base", "interpolation", "vsr"];
@@ -79,6 +80,15 @@ export interface JobSpec {
 }
 
 export const MAX_PROMPT_CHARS = 2000;
+/** Bounds of a job's size, shared with the runners' request checks. */
+export const MAX_FRAMES = 64;
+export const MAX_SIDE = 4096;
+export const MAX_STEPS = 1000;
+/**
+ * Tasks one job's plan may have: refused up front (naming the chunk, patch or tile setting that
+ * makes most of them), so an absurd split never reaches the planner or the queue.
+ */
+export const MAX_TASKS_PER_JOB = 10_000;
 /** Low-res frames larger than this (pixels) are VAE-decoded in spatial tiles unless a tile is given. */
 export const AUTO_TILE_PIXELS = 4096;
 const MAX_SEED = Number.MAX_SAFE_INTEGER;
@@ -123,7 +133,7 @@ function stage(
   if (eta > 0 && sampler !== "ddim")
     throw invalidArgument(`${name}.eta`, "eta > 0 is only allowed with the ddim sampler");
   return {
-    steps: int(`${name}.steps`, req.steps ?? defaultSteps, 1, 1000),
+    steps: int(`${name}.steps`, req.steps ?? defaultSteps, 1, MAX_STEPS),
     guidance,
     sampler: sampler as SamplerName,
     eta,
@@ -153,9 +163,9 @@ export function resolveJob(req: JobRequest, limits: ModelLimits): JobSpec {
   if (!STOP_AFTER.includes(stopAfter)) {
     throw invalidArgument("stopAfter", `unknown stage "${req.stopAfter}"; allowed: ${STOP_AFTER.join(", ")}`);
   }
-  const frames = int("frames", req.frames ?? limits.base.frames, 2, 64);
-  const height = int("height", req.height ?? limits.base.height, 8, 4096);
-  const width = int("width", req.width ?? limits.base.width, 8, 4096);
+  const frames = int("frames", req.frames ?? limits.base.frames, 2, MAX_FRAMES);
+  const height = int("height", req.height ?? limits.base.height, 8, MAX_SIDE);
+  const width = int("width", req.width ?? limits.base.width, 8, MAX_SIDE);
   const px = limits.vaeFactor * limits.divisor.base;
   multiple("height", height, px, "pixels");
   multiple("width", width, px, "pixels");
@@ -197,7 +207,7 @@ export function resolveJob(req: JobRequest, limits: ModelLimits): JobSpec {
     Math.max(0, vsrTile - 1),
   );
 
-  return {
+  const spec: JobSpec = {
     prompt,
     seed,
     preset: limits.preset,
@@ -225,4 +235,58 @@ export function resolveJob(req: JobRequest, limits: ModelLimits): JobSpec {
       vsrTileOverlap,
     },
   };
+  checkTaskCount(spec);
+  return spec;
+}
+
+/** Windows of size `size` (0 = whole) over `length`, as coordinator/plan/plan.ts splits axes. */
+function count(length: number, size: number, overlap: number, tail: "shift" | "shrink" = "shift"): number {
+  if (size <= 0 || size >= length) return 1;
+  return windows(length, size, overlap, 1, { tail }).length;
+}
+
+/**
+ * The number of tasks planJob makes for `spec` (from the prompt), per setting that multiplies
+ * them; refuses more than MAX_TASKS_PER_JOB, naming the setting that makes most of them.
+ */
+export function planTaskCount(spec: JobSpec): { total: number; by: Record<string, number> } {
+  const F = spec.frames;
+  const F2 = (F - 1) * 4 + 1;
+  const d = spec.decode;
+  const baseDecode = count(F, d.baseFrames, 0, "shrink");
+  // base: text, denoise (two with cfgParallel), decode in frame groups
+  let total = 1 + (spec.base.cfgParallel ? 2 : 1) + baseDecode;
+  const by: Record<string, number> = { "decode.baseFrames": baseDecode };
+  if (spec.stopAfter === "base") return { total, by };
+  // interpolation: encode (base frame groups), text, frame chunks, decode in frame groups
+  const ip = spec.interpolation;
+  const chunks = count(F2, ip.chunkFrames, ip.chunkOverlap);
+  const interpDecode = count(F2, d.baseFrames, 0, "shrink");
+  total += baseDecode + 1 + chunks + interpDecode;
+  by["decode.baseFrames"] = 2 * baseDecode + interpDecode;
+  by["interpolation.chunkFrames"] = chunks;
+  if (spec.stopAfter === "interpolation") return { total, by };
+  // vsr: text, frame chunks x spatial patches, decode in frame groups x spatial tiles
+  const v = spec.vsr;
+  const vsrChunks = count(F2, v.chunkFrames, 0, "shrink");
+  const patches = count(spec.height, v.patch, v.patchOverlap) * count(spec.width, v.patch, v.patchOverlap);
+  const groups = count(F2, d.vsrFrames, 0, "shrink");
+  const tiles =
+    count(spec.height, d.vsrTile, d.vsrTileOverlap) * count(spec.width, d.vsrTile, d.vsrTileOverlap);
+  total += 1 + vsrChunks * patches + groups * tiles;
+  by["vsr.chunkFrames"] = vsrChunks;
+  by["vsr.patch"] = vsrChunks * patches;
+  by["decode.vsrFrames"] = groups;
+  by["decode.vsrTile"] = groups * tiles;
+  return { total, by };
+}
+
+function checkTaskCount(spec: JobSpec): void {
+  const { total, by } = planTaskCount(spec);
+  if (total <= MAX_TASKS_PER_JOB) return;
+  const [field, n] = Object.entries(by).sort((a, b) => b[1] - a[1])[0]!;
+  throw invalidArgument(
+    field,
+    `the plan would have ${total} tasks (${n} of them from this setting); at most ${MAX_TASKS_PER_JOB} are allowed: use larger chunks, patches or tiles`,
+  );
 }

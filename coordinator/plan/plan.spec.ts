@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type ModelLimits, resolveJob } from "../../core/job.ts";
+import { LavieError } from "../../core/errors.ts";
+import { MAX_TASKS_PER_JOB, type ModelLimits, planTaskCount, resolveJob } from "../../core/job.ts";
 import { type PlanModelInfo, planJob } from "./plan.ts";
 
 const limits: ModelLimits = {
@@ -149,4 +150,34 @@ test("cfgParallel: the base stage is a gang of two denoise tasks; decode reads o
     () => resolveJob({ prompt: "x", base: { cfgParallel: "yes" as unknown as boolean } }, limits),
     /base\.cfgParallel: must be a boolean/,
   );
+});
+
+test("planTaskCount matches the planner, and absurd splits are refused up front naming the setting", () => {
+  for (const req of [
+    { prompt: "p" },
+    { prompt: "p", stopAfter: "base", base: { cfgParallel: true }, decode: { baseFrames: 3 } },
+    { prompt: "p", stopAfter: "interpolation", interpolation: { chunkFrames: 16, chunkOverlap: 4 } },
+    {
+      prompt: "p",
+      vsr: { chunkFrames: 5, patch: 16, patchOverlap: 4 },
+      decode: { vsrTile: 8, vsrTileOverlap: 4 },
+    },
+    { prompt: "p", height: 64, width: 96, decode: { vsrFrames: 7 } },
+  ]) {
+    const spec = resolveJob(req, limits);
+    assert.equal(planTaskCount(spec).total, planJob(spec, info).tasks.length, JSON.stringify(req));
+  }
+  const refused = (req: Parameters<typeof resolveJob>[0]) => {
+    try {
+      resolveJob(req, limits);
+    } catch (err) {
+      assert.ok(err instanceof LavieError && err.code === "invalid_argument", String(err));
+      assert.match(err.message, new RegExp(`at most ${MAX_TASKS_PER_JOB}`));
+      return err.field;
+    }
+    assert.fail(`not refused: ${JSON.stringify(req)}`);
+  };
+  const big = { prompt: "p", height: 4096, width: 4096 };
+  assert.equal(refused({ ...big, vsr: { patch: 4 }, decode: { vsrTile: 4096 } }), "vsr.patch");
+  assert.equal(refused({ ...big, vsr: { chunkFrames: 1 }, decode: { vsrTile: 1 } }), "decode.vsrTile");
 });

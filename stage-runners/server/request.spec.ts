@@ -6,7 +6,7 @@ import { LavieError } from "../../core/errors.ts";
 import { resolveJob } from "../../core/job.ts";
 import { planTiles } from "../../core/tiling/index.ts";
 import { ExecuteTaskRequestSchema } from "../../gen/lavie/v1/runner_pb.ts";
-import { fromProtoRef, parseTask, toProtoRef, validateRequest } from "./request.ts";
+import { fromProtoRef, parseTask, REQUEST_LIMITS, toProtoRef, validateRequest } from "./request.ts";
 
 const spec = resolveJob(
   { prompt: "p", frames: 16, height: 32, width: 48 },
@@ -47,7 +47,7 @@ const tileSet = {
       object: `j/base.latent/${i}`,
       dtype: "float32",
       shape: [...t.box.size],
-      digest: "sha256:00",
+      digest: `sha256:${"0".repeat(64)}`,
       bytes: t.box.size.reduce((a, b) => a * b, 4),
     }),
   ),
@@ -126,7 +126,7 @@ test("each malformed field is named", () => {
         {
           ...tileSet,
           tiles: [tileSet.tiles[1]!, ...tileSet.tiles.slice(1)].map((t, i) =>
-            i === 0 ? { ...t, shape: [1n] } : t,
+            i === 0 ? { ...t, shape: [1n], bytes: 4n } : t,
           ),
         },
       ],
@@ -159,7 +159,7 @@ test("TensorRef messages round-trip", () => {
     object: "j/t/0",
     dtype: "float32" as const,
     shape: [1, 2, 3],
-    digest: "sha256:ab",
+    digest: `sha256:${"ab".repeat(32)}`,
     bytes: 24,
   };
   assert.deepEqual(
@@ -194,4 +194,86 @@ test("parseTask accepts every task kind the planner makes", () => {
     box: { start: [0, 0, 0, 0, 0], size: [1, 4, 8, 32, 48] },
   } as Task;
   assert.deepEqual(parseTask(JSON.stringify(vsr)), vsr);
+});
+
+test("hostile requests are refused before any allocation, naming the field", () => {
+  const bad = (over: Partial<typeof base>) =>
+    fieldOf(() => validateRequest(create(ExecuteTaskRequestSchema, { ...base, ...over }), served));
+  const ts = (over: Partial<typeof tileSet>) => ({ ...tileSet, ...over });
+  const tile0 = tileSet.tiles[0]!;
+  // job ids and object names stay inside the job's prefix
+  for (const jobId of ["../x", "a/b", "results", "x".repeat(129), "j\u0000", "\u00e9"]) {
+    assert.equal(bad({ jobId, outputObject: `${jobId}/o` }), "job_id", jobId);
+  }
+  for (const o of ["j/../k/x", "j//x", "j/./x", "j/x/*", "j/>", "j/a b", "j/\n", `j/${"x".repeat(600)}`]) {
+    assert.equal(bad({ outputObject: o }), "output_object", o);
+  }
+  const refs = (f: (t: typeof tile0) => typeof tile0) => [ts({ tiles: tileSet.tiles.map(f) })];
+  assert.equal(
+    bad({ inputs: refs((t) => ({ ...t, object: t.object.replace("j/", "k/") })) }),
+    "inputs[0].tiles[0].object",
+  );
+  assert.equal(
+    bad({ inputs: refs((t) => ({ ...t, object: `${t.object}/..` })) }),
+    "inputs[0].tiles[0].object",
+  );
+  assert.equal(bad({ inputs: refs((t) => ({ ...t, bytes: t.bytes + 4n })) }), "inputs[0].tiles[0].bytes");
+  assert.equal(bad({ inputs: refs((t) => ({ ...t, dtype: "float64" })) }), "inputs[0].tiles[0].dtype");
+  assert.equal(bad({ inputs: refs((t) => ({ ...t, digest: "sha256:zz" })) }), "inputs[0].tiles[0].digest");
+  // huge shapes and tilings: refused before planFromWindows allocates weights or tiles
+  const huge = 1_000_000_000n;
+  assert.equal(bad({ inputs: [ts({ shape: [1n, 4n, huge, huge, 6n] })] }), "inputs[0].shape[2]");
+  assert.equal(bad({ inputs: [ts({ shape: [-1n] })] }), "inputs[0].shape[0]");
+  assert.equal(bad({ inputs: [ts({ shape: Array(9).fill(1n) })] }), "inputs[0].shape");
+  const many = Array.from({ length: 200 }, (_, i) => ({ start: BigInt(i % 16), size: 1n }));
+  assert.equal(
+    bad({ inputs: [ts({ axes: [2, 3, 4].map((axis) => ({ axis, windows: many })) })] }),
+    "inputs[0].axes[1].windows",
+  );
+  assert.equal(
+    bad({
+      inputs: [
+        ts({
+          axes: [
+            {
+              axis: 2,
+              windows: [
+                { start: 0n, size: 16n },
+                { start: -1n, size: 1n },
+              ],
+            },
+          ],
+        }),
+      ],
+    }),
+    "inputs[0].axes[0].windows[1].start",
+  );
+  // read boxes and specs bounded like resolveJob
+  const box = { start: [0, 0, 0, 0, 0], size: [1, 4, 16_384, 16_384, 16] };
+  assert.equal(
+    bad({ taskJson: JSON.stringify({ ...decode, input: { ...decode.input, box } }) }),
+    "task_json.input.box.size",
+  );
+  assert.equal(bad({ specJson: JSON.stringify({ ...spec, frames: 1_000_000 }) }), "spec_json.frames");
+  assert.equal(bad({ specJson: JSON.stringify({ ...spec, width: 1e9 }) }), "spec_json.width");
+  assert.equal(
+    bad({ specJson: JSON.stringify({ ...spec, base: { ...spec.base, steps: 5000 } }) }),
+    "spec_json.base.steps",
+  );
+  assert.equal(bad({ specJson: JSON.stringify({ ...spec, prompt: "x".repeat(3000) }) }), "spec_json.prompt");
+  // JSON size, depth, kinds
+  assert.equal(bad({ taskJson: `${"[".repeat(100_000)}${"]".repeat(100_000)}` }), "task_json");
+  assert.equal(bad({ specJson: " ".repeat(REQUEST_LIMITS.jsonChars + 1) }), "spec_json");
+  assert.equal(
+    bad({ taskJson: JSON.stringify({ ...decode, networks: ["x4_vae_decoder"] }) }),
+    "task_json.networks[0]",
+  );
+  assert.equal(
+    bad({ taskJson: JSON.stringify({ ...decode, networks: ["sd_vae_decoder", "sd_vae_decoder"] }) }),
+    "task_json.networks",
+  );
+  assert.equal(bad({ taskJson: JSON.stringify({ ...decode, kind: "vae_encode" }) }), "task_json.stage");
+  assert.equal(bad({ taskJson: JSON.stringify({ ...decode, id: "a/../b" }) }), "task_json.id");
+  assert.equal(bad({ attempt: 2_147_483_647 }), "attempt");
+  assert.equal(bad({ attempt: -1 }), "attempt");
 });

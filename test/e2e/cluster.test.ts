@@ -132,7 +132,7 @@ test("malformed requests get INVALID_ARGUMENT / NOT_FOUND and the coordinator ke
   await rejectsWith(client.submit({ prompt: "x", width: 100_000 }), "invalid_argument", "width");
   await rejectsWith(client.submit({ prompt: "x", vsr: { steps: 1001 } }), "invalid_argument", "vsr.steps");
   await rejectsWith(client.get("no-such-job"), "not_found");
-  await rejectsWith(client.get("../../etc/passwd"), "not_found");
+  await rejectsWith(client.get("../../etc/passwd"), "invalid_argument"); // not a job id at all
   await rejectsWith(client.cancel("no-such-job"), "not_found");
   // Streams on an unknown job end with NOT_FOUND too (bounded: a stream that never answers fails here).
   const w = await rejectsWith(

@@ -271,9 +271,11 @@ test("cancelling a base_denoise call frees the slot quickly; a busy runner says 
   const long = resolveJob({ ...request, base: { steps: 500 } }, limitsOf(md));
   const longPlan = planJob(long, planInfoOf(md));
   const task = longPlan.tasks.find((t) => t.kind === "base_denoise")!;
-  // The text tile does not depend on the step count: reuse the reference run's.
+  // The text tile does not depend on the step count: reuse the reference run's, copied into this
+  // job (a runner reads only objects of the request's job).
   const req = await requestFor(task, "job-cancel", long);
-  req.inputs = [await tileSet("text.base")];
+  const own = toProtoRef(await tensors.put("job-cancel/text.base/0", store.get("text.base", 0)));
+  req.inputs = [{ ...(await tileSet("text.base")), tiles: [own] }];
   const abort = new AbortController();
   let progressed!: () => void;
   const firstProgress = new Promise<void>((r) => {

@@ -15,6 +15,9 @@ import {
   toBinary,
 } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
+import type { LavieError } from "../../core/errors.ts";
+import { malformedMessage } from "./malformed.ts";
+import { toGrpcError } from "./status.ts";
 
 function bytes(u8: Uint8Array): Buffer {
   return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
@@ -30,12 +33,67 @@ export function serviceDefinition(service: DescService): grpc.ServiceDefinition 
       requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
       responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
       requestSerialize: (msg: MessageShape<DescMessage>) => bytes(toBinary(m.input, msg)),
-      requestDeserialize: (buf: Buffer) => fromBinary(m.input, buf),
+      requestDeserialize: (buf: Buffer) => decodeRequest(m.input, buf),
       responseSerialize: (msg: MessageShape<DescMessage>) => bytes(toBinary(m.output, msg)),
       responseDeserialize: (buf: Buffer) => fromBinary(m.output, buf),
     } as grpc.MethodDefinition<unknown, unknown>;
   }
   return def as grpc.ServiceDefinition;
+}
+
+/**
+ * Requests whose bytes are not a valid message. grpc-js answers a throwing deserializer with
+ * INTERNAL ("Error deserializing request"), so the deserializer returns an empty message instead,
+ * registered here with its INVALID_ARGUMENT error; checkRequests() answers with that error.
+ */
+const MALFORMED = new WeakMap<object, LavieError>();
+
+function decodeRequest(desc: DescMessage, buf: Buffer): MessageShape<DescMessage> {
+  try {
+    return fromBinary(desc, buf);
+  } catch (err) {
+    const empty = create(desc);
+    MALFORMED.set(empty, malformedMessage(desc, buf, err));
+    return empty;
+  }
+}
+
+/** The INVALID_ARGUMENT error of a request that arrived malformed (an empty message stands in). */
+export function malformedRequest(request: unknown): LavieError | undefined {
+  return typeof request === "object" && request !== null ? MALFORMED.get(request) : undefined;
+}
+
+/**
+ * Wraps a service implementation so that a malformed request is answered with INVALID_ARGUMENT
+ * before its handler runs (unary: the callback; server streaming: the stream's status).
+ */
+export function checkRequests(
+  service: DescService,
+  impl: grpc.UntypedServiceImplementation,
+): grpc.UntypedServiceImplementation {
+  const out: grpc.UntypedServiceImplementation = { ...impl };
+  for (const m of service.methods) {
+    const key = m.localName in impl ? m.localName : m.name; // grpc-js accepts either
+    const fn = impl[key] as ((...args: unknown[]) => void) | undefined;
+    if (!fn) continue;
+    const wrapped = (call: { request?: unknown; emit(e: "error", err: unknown): boolean }, cb?: unknown) => {
+      const bad = call.request === undefined ? undefined : malformedRequest(call.request);
+      if (!bad) return fn.call(impl, call, cb);
+      if (m.methodKind === "unary") (cb as grpc.sendUnaryData<unknown>)(toGrpcError(bad));
+      else call.emit("error", toGrpcError(bad)); // grpc-js 1.14 sends a stream's status this way
+    };
+    out[key] = wrapped as grpc.UntypedHandleCall;
+  }
+  return out;
+}
+
+/** server.addService for a generated service, with malformed requests answered (checkRequests). */
+export function addService(
+  server: grpc.Server,
+  service: DescService,
+  impl: grpc.UntypedServiceImplementation,
+): void {
+  server.addService(serviceDefinition(service), checkRequests(service, impl));
 }
 
 type Methods<S extends DescService> = S["method"];
