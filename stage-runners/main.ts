@@ -6,6 +6,14 @@
  *   Variable              Default                 Meaning
  *   --------------------  ----------------------  ---------------------------------------------------
  *   LAVIE_NATS_URL        (required)              NATS server(s), comma-separated, e.g. nats://127.0.0.1:4222
+ *   LAVIE_NATS_USER       (none)                  NATS user (with LAVIE_NATS_PASSWORD_FILE)
+ *   LAVIE_NATS_PASSWORD_FILE (none)               File holding the NATS password
+ *   LAVIE_NATS_TOKEN_FILE (none)                  File holding a NATS token (instead of user/password)
+ *   LAVIE_NATS_CREDS_FILE (none)                  NATS .creds file (JWT + nkey seed; instead of the above)
+ *   LAVIE_NATS_CA_FILE    (none)                  PEM CA bundle verifying the NATS server (turns TLS on)
+ *   LAVIE_NATS_TLS_CERT_FILE, LAVIE_NATS_TLS_KEY_FILE (none)  PEM client certificate + key for NATS
+ *   LAVIE_NATS_INBOX_PREFIX _INBOX                Reply-subject prefix; _INBOX_runner with the per-role
+ *                                                 permissions of transport/nats/permissions.ts
  *   LAVIE_RUNNER_STAGES   base,interpolation,vsr  Stages whose tasks this runner accepts
  *   LAVIE_MODEL_DIR       (none)                  Model directory to serve; takes precedence over the preset
  *   LAVIE_PRESET          tiny                    Without LAVIE_MODEL_DIR: a runnable preset, built once and
@@ -25,6 +33,27 @@
  *   LAVIE_METRICS_PORT    9465                    Prometheus /metrics port (0 = off; a port already taken,
  *                                                 e.g. by a second runner on the host, is logged and skipped)
  *   LAVIE_METRICS_HOST    LAVIE_RUNNER_HOST       Address /metrics listens on
+ *   LAVIE_FAULTS          (none)                  TESTING / CHAOS DRILLS ONLY: inject faults into this runner's
+ *                                                 tasks, e.g. "corrupt:0.5,hang:0.1,seed=7,after=2". Kinds (each
+ *                                                 <kind>:<probability 0..1>, tried in order, at most one per task):
+ *                                                 hang (no progress until cancelled), corrupt (stored bytes differ
+ *                                                 from the ref's digest), shape (ref with a wrong shape), fail
+ *                                                 (internal error), exit (process exits mid-task); seed=<int>
+ *                                                 makes it repeatable, after=<n> spares the first n tasks
+ *   LAVIE_TLS_CERT_FILE   (none)                  PEM certificate (chain): serve TLS (with LAVIE_TLS_KEY_FILE)
+ *   LAVIE_TLS_KEY_FILE    (none)                  PEM private key of LAVIE_TLS_CERT_FILE
+ *   LAVIE_TLS_CLIENT_CA_FILE (none)               PEM CA bundle: callers must present a certificate it issued
+ *                                                 (mTLS; without one the TLS handshake fails)
+ *   LAVIE_RUNNER_ALLOWED_CLIENTS lavie-coordinator  With LAVIE_TLS_CLIENT_CA_FILE: comma list of client
+ *                                                 certificate CNs / DNS names allowed to call ExecuteTask and
+ *                                                 Describe (any other certificate: PERMISSION_DENIED)
+ *   LAVIE_RUNNER_TOKEN_FILE (none)                Shared token file (one token per line, >= 16 characters;
+ *                                                 any line is accepted, the coordinator sends the first):
+ *                                                 ExecuteTask and Describe need "authorization: Bearer <token>"
+ *                                                 (missing/wrong: UNAUTHENTICATED). For deployments without
+ *                                                 mTLS; set the same file on the coordinator. Re-read on change.
+ *                                                 Without the CA or the token anyone reaching the port may
+ *                                                 call (logged at start). Health and reflection stay open.
  *   OTEL_EXPORTER_OTLP_ENDPOINT (none)            OTLP/HTTP receiver (JSON, <endpoint>/v1/traces); unset =
  *                                                 tracing off. OTEL_SERVICE_NAME (default lavie-runner),
  *                                                 OTEL_TRACES_SAMPLER and the other OTEL_* as the SDK documents
@@ -45,11 +74,13 @@ import { LavieError } from "../core/errors.ts";
 import { ensureModels } from "../models/cache.ts";
 import { PRESET_NAMES } from "../models/presets.ts";
 import { NatsCfgExchange } from "../transport/nats/cfg-exchange.ts";
-import { connectNats } from "../transport/nats/connect.ts";
+import { connectNats, natsAuthFromEnv } from "../transport/nats/connect.ts";
 import { DEFAULT_RUNNERS_BUCKET, RunnerRegistry } from "../transport/nats/registry.ts";
 import { DEFAULT_TENSOR_BUCKET, NatsTensorStore } from "../transport/nats/tensors.ts";
+import { type RunnerSecurity, runnerSecurityFromEnv } from "../transport/security/env.ts";
 import { metricsPortOf, startProcessTelemetry } from "../transport/telemetry/process.ts";
 import { EXECUTION_PROVIDERS } from "./ort/protocol.ts";
+import { type FaultSpec, parseFaults } from "./server/faults.ts";
 import { STAGES } from "./server/request.ts";
 import { StageRunner } from "./server/runner.ts";
 
@@ -68,6 +99,8 @@ export interface RunnerConfig {
   tensorBucket: string;
   runnersBucket: string;
   metricsPort: number;
+  /** LAVIE_FAULTS: fault injection for tests and chaos drills (null = none). */
+  faults: FaultSpec | null;
 }
 
 export class ConfigError extends Error {
@@ -145,6 +178,13 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
     warm: warm === "1",
     tensorBucket: get("LAVIE_TENSOR_BUCKET") ?? DEFAULT_TENSOR_BUCKET,
     runnersBucket: get("LAVIE_RUNNERS_BUCKET") ?? DEFAULT_RUNNERS_BUCKET,
+    faults: (() => {
+      try {
+        return parseFaults(env.LAVIE_FAULTS ?? "");
+      } catch (err) {
+        throw new ConfigError("LAVIE_FAULTS", LavieError.from(err).message.replace(/^LAVIE_FAULTS: /, ""));
+      }
+    })(),
     metricsPort: (() => {
       try {
         return metricsPortOf(env, 9465);
@@ -170,6 +210,22 @@ async function main(): Promise<number> {
     throw err;
   }
   const log = (msg: string) => process.stderr.write(`${new Date().toISOString()} ${msg}\n`);
+  let security: RunnerSecurity;
+  try {
+    security = runnerSecurityFromEnv(process.env, log);
+  } catch (err) {
+    const e = LavieError.from(err);
+    if (e.code !== "invalid_argument") throw err;
+    process.stderr.write(`lavie runner: configuration error: ${e.message}\n`);
+    return 2;
+  }
+  let natsAuth: ReturnType<typeof natsAuthFromEnv>;
+  try {
+    natsAuth = natsAuthFromEnv(); // LAVIE_NATS_* credentials, read from files now
+  } catch (err) {
+    process.stderr.write(`lavie runner: configuration error: ${LavieError.from(err).message}\n`);
+    return 2;
+  }
   const telemetry = await startProcessTelemetry({
     serviceName: "lavie-runner",
     defaultMetricsPort: cfg.metricsPort,
@@ -179,7 +235,10 @@ async function main(): Promise<number> {
   if (telemetry.metricsAddress)
     log(`runner ${cfg.id}: metrics on http://${telemetry.metricsAddress}/metrics`);
   const modelDir = cfg.modelDir ?? (await ensureModels(cfg.preset));
-  const nats = await connectNats(cfg.natsUrl, { name: `runner-${cfg.id}` });
+  const nats = await connectNats(cfg.natsUrl, {
+    name: `runner-${cfg.id}`,
+    ...(natsAuth && { auth: natsAuth }),
+  });
   let runner: StageRunner | undefined;
   try {
     const tensors = await NatsTensorStore.open(nats.objm, { bucket: cfg.tensorBucket });
@@ -198,7 +257,12 @@ async function main(): Promise<number> {
       // ensureModels has just checked every file's hash; a given directory is checked here.
       verifyHashes: cfg.modelDir !== undefined,
       log,
+      faults: cfg.faults,
+      ...(security.credentials && { credentials: security.credentials }),
+      ...(security.policy.allowedClients && { allowedClients: security.policy.allowedClients }),
+      ...(security.policy.tokens && { tokens: security.policy.tokens }),
     });
+    log(`runner ${cfg.id}: security: ${security.summary}`);
     const address = await runner.start(cfg.host, cfg.port);
     process.stdout.write(`runner ${cfg.id} listening on ${address} stages=${cfg.stages.join(",")}\n`);
   } catch (err) {

@@ -12,12 +12,23 @@
  * second base runner registers). If either member's attempt fails, the other is cancelled and both
  * are retried together under a new attempt number (new exchange subjects); a member's output is
  * handed on only once both have succeeded.
+ *
+ * Quarantine (quarantine.ts): a runner whose attempts keep failing in ways that point at the runner
+ * (bad outputs, internal errors, stalls) gets no new tasks for a while; see DispatcherOptions.quarantine.
  */
 import { ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
 import { LavieError } from "../../core/errors.ts";
+import { fairOrder } from "../../core/scheduling.ts";
 import { endSpan, tracer } from "../../core/tracing.ts";
 import type { StageName } from "../plan/types.ts";
 import type { RunnerClient, RunnerDirectory, RunnerInfo, TaskCall, TensorRef } from "./ports.ts";
+import {
+  notDelivered,
+  type QuarantineOptions,
+  QuarantinePolicy,
+  type RunnerFault,
+  runnerFault,
+} from "./quarantine.ts";
 
 export interface DispatcherOptions {
   maxAttempts?: number;
@@ -29,18 +40,32 @@ export interface DispatcherOptions {
   pollMs?: number;
   /** Told when each task attempt starts and ends (metrics); must not throw. */
   observer?: DispatchObserver;
+  /** When a runner that keeps failing gets no new tasks (default: 3 failures in 60 s -> 30 s). */
+  quarantine?: QuarantineOptions;
+  /** Operational log lines (a runner quarantined); default none. */
+  log?: (line: string) => void;
 }
 
 /** Hooks for metrics: called synchronously by the dispatcher; exceptions are ignored. */
 export interface DispatchObserver {
   attemptStarted?(stage: StageName): void;
   attemptFinished?(stage: StageName, outcome: "ok" | "error" | "cancelled", ms: number): void;
+  /** A runner was quarantined (called once per quarantine). */
+  runnerQuarantined?(runnerId: string, reason: RunnerFault): void;
 }
 
-type Submission = Omit<TaskCall, "attempt" | "signal"> & { signal: AbortSignal };
+type Submission = Omit<TaskCall, "attempt" | "signal"> & {
+  signal: AbortSignal;
+  /** Fair share: tasks of tenants with fewer tasks running go first (default: one shared tenant). */
+  tenant?: string;
+  /** The job's priority rank (higher first; default 1 = normal). */
+  rank?: number;
+};
 
 interface Item {
   sub: Submission;
+  /** Submit order (ties of the start order; a retried task keeps its place). */
+  seq: number;
   attempt: number;
   avoid: Set<string>;
   resolve: (ref: TensorRef) => void;
@@ -70,6 +95,10 @@ export interface DispatcherStats {
   inFlight: number;
   dispatched: number;
   retried: number;
+  /** Runners quarantined now (no new tasks). */
+  quarantined: string[];
+  /** Quarantines started since the dispatcher started. */
+  quarantines: number;
 }
 
 /** Per-stage and per-runner load, read by the autoscaler (coordinator/autoscaler). */
@@ -84,6 +113,8 @@ export interface DispatcherLoad {
   inFlightByRunner: Record<string, number>;
   /** Jobs with tasks queued or running here. */
   jobs: string[];
+  /** Quarantined runners (no new tasks) -> epoch ms their quarantine ends. */
+  quarantined?: Record<string, number>;
 }
 
 export class Dispatcher {
@@ -91,9 +122,14 @@ export class Dispatcher {
   private readonly inFlight = new Map<string, number>();
   private readonly inFlightStage = new Map<string, number>();
   private readonly inFlightJob = new Map<string, number>();
+  private readonly inFlightTenant = new Map<string, number>();
+  private readonly lastStarted = new Map<string, number>();
+  private seq = 0;
   private readonly suspect = new Map<string, number>();
   private readonly gangs = new Map<string, Gang>();
-  private readonly opts: Required<Omit<DispatcherOptions, "observer">>;
+  private readonly opts: Required<Omit<DispatcherOptions, "observer" | "quarantine" | "log">>;
+  private readonly quarantine: QuarantinePolicy;
+  private readonly log: (line: string) => void;
   private readonly observer: DispatchObserver;
   private timer: NodeJS.Timeout | null = null;
   private dispatched = 0;
@@ -112,6 +148,8 @@ export class Dispatcher {
       pollMs: opts.pollMs ?? 100,
     };
     this.observer = opts.observer ?? {};
+    this.quarantine = new QuarantinePolicy(opts.quarantine);
+    this.log = opts.log ?? (() => {});
   }
 
   /** Queues a task; resolves with its output tile once some runner has produced it. */
@@ -122,6 +160,7 @@ export class Dispatcher {
       const settle = () => sub.signal.removeEventListener("abort", onAbort);
       const item: Item = {
         sub,
+        seq: this.seq++,
         attempt: 1,
         avoid: new Set(),
         resolve: (ref) => {
@@ -155,7 +194,14 @@ export class Dispatcher {
     for (const [stage, q] of this.queues) queued[stage] = q.length;
     let inFlight = 0;
     for (const n of this.inFlight.values()) inFlight += n;
-    return { queued, inFlight, dispatched: this.dispatched, retried: this.retried };
+    return {
+      queued,
+      inFlight,
+      dispatched: this.dispatched,
+      retried: this.retried,
+      quarantined: this.quarantine.list(Date.now()).map((q) => q.id),
+      quarantines: this.quarantine.total,
+    };
   }
 
   /** A read-only snapshot of the load per stage and per runner. */
@@ -171,6 +217,7 @@ export class Dispatcher {
     for (const [id, n] of this.inFlight) if (n > 0) out.inFlightByRunner[id] = n;
     for (const [id, n] of this.inFlightJob) if (n > 0) jobs.add(id);
     out.jobs = [...jobs];
+    out.quarantined = Object.fromEntries(this.quarantine.list(Date.now()).map((q) => [q.id, q.untilMs]));
     return out;
   }
 
@@ -223,7 +270,8 @@ export class Dispatcher {
       (r) =>
         r.stages.includes(t.stage) &&
         (this.inFlight.get(r.id) ?? 0) < r.slots &&
-        (this.suspect.get(r.id) ?? 0) < now,
+        (this.suspect.get(r.id) ?? 0) < now &&
+        !this.quarantine.isQuarantined(r.id, now),
     );
     // Avoid runners this task already failed on, unless they are the only ones left.
     const fresh = candidates.filter((r) => !item.avoid.has(r.id));
@@ -246,7 +294,19 @@ export class Dispatcher {
     if (this.closed) return;
     const live = this.runners.list();
     let queuedTotal = 0;
-    for (const q of this.queues.values()) {
+    for (const [stage, unordered] of this.queues) {
+      // Start order: priority, then fair share between tenants, then submit order (core/scheduling).
+      const q = fairOrder(
+        unordered.map((item) => ({
+          item,
+          tenant: item.sub.tenant ?? "",
+          rank: item.sub.rank ?? 1,
+          seq: item.seq,
+        })),
+        this.inFlightTenant,
+        this.lastStarted,
+      ).map((e) => e.item);
+      this.queues.set(stage, q);
       for (let i = 0; i < q.length; ) {
         const item = q[i]!;
         const gang = item.gang;
@@ -289,6 +349,9 @@ export class Dispatcher {
     const stage = item.sub.task.stage;
     this.inFlightStage.set(stage, (this.inFlightStage.get(stage) ?? 0) + 1);
     this.inFlightJob.set(item.sub.jobId, (this.inFlightJob.get(item.sub.jobId) ?? 0) + 1);
+    const tenant = item.sub.tenant ?? "";
+    this.inFlightTenant.set(tenant, (this.inFlightTenant.get(tenant) ?? 0) + 1);
+    this.lastStarted.set(tenant, this.dispatched);
     this.dispatched++;
     const attemptAbort = new AbortController();
     item.gang?.aborts.push(attemptAbort);
@@ -328,6 +391,9 @@ export class Dispatcher {
     arm();
     const call: TaskCall = {
       ...item.sub,
+      // One object per attempt: an abandoned attempt that still writes late (a stalled or
+      // cancelled runner) can never replace an output already checked and accepted.
+      outputObject: `${item.sub.outputObject}.${item.attempt}`,
       attempt: item.attempt,
       signal: attemptAbort.signal,
       traceContext: trace.setSpan(parent, span),
@@ -339,6 +405,7 @@ export class Dispatcher {
     this.client.execute(runner, call).then(
       (ref) => {
         settled("ok");
+        this.quarantine.success(runner.id);
         this.finish(runner, watchdog, item, onJobAbort);
         if (item.gang) return this.gangSettled(item, { ok: true, ref });
         item.resolve(ref);
@@ -363,6 +430,14 @@ export class Dispatcher {
         }
         if (e.code === "unavailable" || stalled)
           this.suspect.set(runner.id, Date.now() + this.opts.suspectMs);
+        this.runnerFailed(runner, e, stalled);
+        if (!item.gang && !stalled && notDelivered(e.code, e.message)) {
+          // The runner was gone before the call reached it: not an attempt of the task.
+          item.avoid.add(runner.id);
+          this.enqueue(item, true);
+          this.pump();
+          return;
+        }
         if (item.gang) {
           item.avoid.add(runner.id);
           return this.gangSettled(item, { ok: false, err: e });
@@ -435,6 +510,18 @@ export class Dispatcher {
     }
   }
 
+  /** Counts an attempt failure against its runner when it points at the runner; may quarantine it. */
+  private runnerFailed(runner: RunnerInfo, e: LavieError, stalled: boolean): void {
+    const fault = runnerFault(e.code, stalled);
+    if (!fault) return;
+    const q = this.quarantine.failure(runner.id, fault, Date.now());
+    if (!q) return;
+    this.log(
+      `runner ${runner.id} quarantined for ${this.quarantine.quarantineMs} ms after ${this.quarantine.failures} failures (last: ${fault}: ${e.message})`,
+    );
+    this.observe(() => this.observer.runnerQuarantined?.(runner.id, fault));
+  }
+
   private observe(fn: () => void): void {
     try {
       fn();
@@ -452,6 +539,10 @@ export class Dispatcher {
     const jobLeft = (this.inFlightJob.get(item.sub.jobId) ?? 1) - 1;
     if (jobLeft > 0) this.inFlightJob.set(item.sub.jobId, jobLeft);
     else this.inFlightJob.delete(item.sub.jobId);
+    const tenant = item.sub.tenant ?? "";
+    const tenantLeft = (this.inFlightTenant.get(tenant) ?? 1) - 1;
+    if (tenantLeft > 0) this.inFlightTenant.set(tenant, tenantLeft);
+    else this.inFlightTenant.delete(tenant);
     queueMicrotask(() => this.pump());
   }
 }

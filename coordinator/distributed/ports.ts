@@ -5,6 +5,7 @@
  */
 import type { Context } from "@opentelemetry/api";
 import type { JobRequest, JobSpec } from "../../core/job.ts";
+import type { Priority } from "../../core/tenancy.ts";
 import type { Tensor } from "../../core/tensor.ts";
 import type { Task, TensorPlan } from "../plan/types.ts";
 
@@ -28,6 +29,21 @@ export interface TensorStorePort {
   putBytes(name: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<BlobRef>;
   getBytes(ref: BlobRef): AsyncIterable<Uint8Array>;
   deletePrefix(prefix: string): Promise<number>;
+  /**
+   * What the store holds under `name` (size, SHA-256, shape metadata) without reading the bytes;
+   * null when there is no such object. Used to check a runner's output ref before accepting it.
+   */
+  stat(name: string): Promise<ObjectStat | null>;
+}
+
+/** The stored object behind a ref, as the store recorded it (object info; no download). */
+export interface ObjectStat {
+  readonly object: string;
+  readonly bytes: number;
+  /** "sha256:<hex>", like TensorRef.digest. */
+  readonly digest: string;
+  /** The shape the writer recorded in the object's metadata, when it did. */
+  readonly shape?: number[];
 }
 
 export type JobState = "queued" | "running" | "succeeded" | "failed" | "cancelled";
@@ -56,6 +72,12 @@ export interface JobRecord {
   error: string;
   /** W3C traceparent of the job's submit span: spans after submit (also after a restart) join its trace. */
   traceparent?: string;
+  /** The submitting tenant (absent in records written before tenancy: the default tenant). */
+  tenant?: string;
+  /** Start order among queued jobs (absent: normal). */
+  priority?: Priority;
+  /** Epoch ms after which an unfinished job fails (absent or 0: no deadline). */
+  deadlineUnixMs?: number;
 }
 
 export interface JobStorePort {
@@ -64,6 +86,8 @@ export interface JobStorePort {
   list(): Promise<JobRecord[]>;
   /** Atomically binds an idempotency key to a job id; returns the id already bound, or null. */
   claim(key: string, jobId: string): Promise<string | null>;
+  /** Frees a key claimed for a job that was then not created (refused by admission control). */
+  release(key: string): Promise<void>;
 }
 
 export interface RunnerInfo {
@@ -94,6 +118,11 @@ export interface TaskCall {
   spec: JobSpec;
   inputs: TaskInput[];
   outputObject: string;
+  /**
+   * The plan of the tensor the task writes a tile of (task.output.tensor): the coordinator checks
+   * the returned ref's shape against its tile. Optional: without it the verifier re-plans the job.
+   */
+  output?: TensorPlan;
   onProgress(done: number, total: number): void;
   /** Called with the runner's own measure of the task (ms) when it completes (metrics, benchmarks). */
   onCompleted?(runnerMillis: number): void;

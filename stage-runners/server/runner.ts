@@ -45,17 +45,19 @@ import {
 } from "../../gen/lavie/v1/runner_pb.ts";
 import { loadModelDirectory, type ModelDirectory } from "../../models/loader.ts";
 import type { ClipTokenizer } from "../../models/tokenizer/index.ts";
-import { serviceDefinition } from "../../transport/grpc/adapter.ts";
+import { addService } from "../../transport/grpc/adapter.ts";
 import { toGrpcError } from "../../transport/grpc/status.ts";
 import type { NatsCfgExchange } from "../../transport/nats/cfg-exchange.ts";
 import type { Registration, RunnerRegistry } from "../../transport/nats/registry.ts";
 import type { NatsTensorStore, TensorRef } from "../../transport/nats/tensors.ts";
+import { refuseRunnerCall } from "../../transport/security/runner-auth.ts";
 import { instrumentServer, serverStopping, setServing } from "../../transport/telemetry/health.ts";
 import { metrics, record } from "../../transport/telemetry/metrics.ts";
 import { endSpan, extractMetadata, tracer } from "../../transport/telemetry/propagation.ts";
 import { OrtNetworks } from "../networks.ts";
 import { OrtWorkerPool } from "../ort/pool.ts";
 import { executeTask, type TaskContext } from "../tasks/execute.ts";
+import { FaultInjector, type FaultSpec, faultAtStart, faultyOutput } from "./faults.ts";
 import { STAGES, toProtoRef, type ValidatedRequest, validateRequest } from "./request.ts";
 
 export interface StageRunnerOptions {
@@ -88,6 +90,17 @@ export interface StageRunnerOptions {
   cfgExchange?: Pick<NatsCfgExchange, "member">;
   /** Diagnostics (heartbeat failures, task failures); default none. */
   log?: (msg: string) => void;
+  /** Fault injection for tests and chaos drills (LAVIE_FAULTS; faults.ts); default none. */
+  faults?: FaultSpec | null;
+  /** Server credentials: TLS, or mTLS with a client CA (transport/security/tls.ts); default plaintext. */
+  credentials?: grpc.ServerCredentials;
+  /**
+   * Client certificate names (CN or DNS SAN) allowed to call ExecuteTask/Describe (needs mTLS
+   * credentials): another certificate gets PERMISSION_DENIED. Default: any caller.
+   */
+  allowedClients?: readonly string[];
+  /** Accepted runner tokens ("authorization: Bearer"; missing/wrong: UNAUTHENTICATED). Default: none needed. */
+  tokens?: () => readonly string[];
 }
 
 interface Running {
@@ -126,6 +139,8 @@ export class StageRunner {
   private draining = false;
   private stopped = false;
   private addr = "";
+  /** Test/chaos fault injection (faults.ts): its hooks are in run() only. */
+  private readonly faults: FaultInjector | undefined;
 
   constructor(private readonly opts: StageRunnerOptions) {
     if (!/^[A-Za-z0-9_-]{1,128}$/.test(opts.id)) {
@@ -144,6 +159,7 @@ export class StageRunner {
     this.stages = [...new Set(stages)];
     this.stageSet = new Set(this.stages);
     this.slots = slots;
+    this.faults = opts.faults ? new FaultInjector(opts.faults) : undefined;
   }
 
   /** host:port the server listens on (after start()). */
@@ -184,7 +200,8 @@ export class StageRunner {
     this.updateBusy();
     try {
       const server = new grpc.Server();
-      server.addService(serviceDefinition(StageRunnerService), {
+      // Malformed requests (undecodable protobuf) are answered INVALID_ARGUMENT before a handler runs.
+      addService(server, StageRunnerService, {
         executeTask: (call: Call) => this.onExecuteTask(call),
         describe: (
           call: grpc.ServerUnaryCall<DescribeRequest, DescribeResponse>,
@@ -196,10 +213,13 @@ export class StageRunner {
       instrumentServer(server, [StageRunnerService], "NOT_SERVING");
       const bindHost = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
       const bound = await new Promise<number>((resolve, reject) =>
-        server.bindAsync(`${bindHost}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
-          err
-            ? reject(new LavieError("unavailable", `cannot listen on ${bindHost}:${port}: ${err.message}`))
-            : resolve(p),
+        server.bindAsync(
+          `${bindHost}:${port}`,
+          this.opts.credentials ?? grpc.ServerCredentials.createInsecure(),
+          (err, p) =>
+            err
+              ? reject(new LavieError("unavailable", `cannot listen on ${bindHost}:${port}: ${err.message}`))
+              : resolve(p),
         ),
       );
       this.server = server;
@@ -307,10 +327,29 @@ export class StageRunner {
     });
   }
 
+  /** Why a caller may not call this runner (only the coordinator may), or null (runner-auth.ts). */
+  private refused(call: Pick<Call, "metadata" | "getAuthContext" | "getPeer">): LavieError | null {
+    const { allowedClients, tokens } = this.opts;
+    if (!allowedClients && !tokens) return null;
+    const refused = refuseRunnerCall(
+      { ...(allowedClients && { allowedClients }), ...(tokens && { tokens }) },
+      call,
+    );
+    if (refused) {
+      this.opts.log?.(`runner ${this.id}: refused a call from ${call.getPeer()}: ${refused.message}`);
+    }
+    return refused;
+  }
+
   private onDescribe(
-    _call: grpc.ServerUnaryCall<DescribeRequest, DescribeResponse>,
+    call: grpc.ServerUnaryCall<DescribeRequest, DescribeResponse>,
     cb: grpc.sendUnaryData<DescribeResponse>,
   ): void {
+    const refused = this.refused(call);
+    if (refused) {
+      cb(toGrpcError(refused));
+      return;
+    }
     cb(
       null,
       create(DescribeResponseSchema, {
@@ -327,6 +366,11 @@ export class StageRunner {
   }
 
   private onExecuteTask(call: Call): void {
+    const refused = this.refused(call);
+    if (refused) {
+      call.emit("error", toGrpcError(refused));
+      return;
+    }
     let finished = false;
     const abort = new AbortController();
     const parent = extractMetadata(call.metadata);
@@ -511,6 +555,11 @@ export class StageRunner {
     const { task } = req;
     const networks = this.networks!;
     send({ case: "started", value: { runnerId: this.id } });
+    const fault = this.faults?.next() ?? null;
+    if (fault) {
+      this.opts.log?.(`runner ${this.id}: injecting fault "${fault}" into task ${task.id} (LAVIE_FAULTS)`);
+      await faultAtStart(fault, signal);
+    }
 
     // A plan holding what executeTask looks up: the read tensors' tilings and the output's shape.
     const tensors: Record<string, TensorPlan> = {};
@@ -622,7 +671,7 @@ export class StageRunner {
       "output write",
       { "lavie.object": req.outputObject },
       async (span) => {
-        const r = await abortable(this.opts.tensors.put(req.outputObject, out), signal);
+        const r = await abortable(faultyOutput(fault, this.opts.tensors, req.outputObject, out), signal);
         span.setAttribute("lavie.bytes", r.bytes);
         record(() => metrics.dataplaneBytes.inc({ direction: "put" }, r.bytes));
         return r;

@@ -17,7 +17,7 @@ const bytesOf = (t: Tensor) => Buffer.from(t.data.buffer, t.data.byteOffset, t.d
 
 function isIntegrityError(err: unknown, ...needles: string[]): boolean {
   assert.ok(err instanceof LavieError, String(err));
-  assert.equal(err.code, "internal");
+  assert.equal(err.code, "data_loss");
   assert.equal(err.retryable, true);
   for (const n of needles) assert.match(err.message, new RegExp(n.replace(/[[\]]/g, "\\$&")));
   return true;
@@ -145,5 +145,34 @@ describe("NatsTensorStore", () => {
       },
       (e) => isIntegrityError(e, "size mismatch"),
     );
+  });
+
+  test("stat() reports size, digest and recorded shape without reading; null when absent", async () => {
+    const t = randomTensor([1, 2, 3]);
+    const ref = await store.put("jobS/latents/0", t);
+    assert.deepEqual(await store.stat("jobS/latents/0"), {
+      object: ref.object,
+      bytes: ref.bytes,
+      digest: ref.digest,
+      shape: [1, 2, 3],
+    });
+    assert.equal(await store.stat("jobS/nothing"), null);
+    await store.delete("jobS/latents/0");
+    assert.equal(await store.stat("jobS/latents/0"), null);
+  });
+  test("names with wildcards, .. or control characters and huge shapes are refused before any I/O", async () => {
+    const invalid = (e: unknown) => e instanceof LavieError && e.code === "invalid_argument";
+    for (const name of ["", "j/../k", "j//x", "j/*", "j/>", "j/a b", "j/\u0001", "./x", "x".repeat(1025)]) {
+      await assert.rejects(store.put(name, randomTensor([1])), invalid, name);
+      await assert.rejects(store.putBytes(name, [new Uint8Array(1)]), invalid, name);
+      await assert.rejects(
+        store.getBytes({ object: name, digest: "sha256:00", bytes: 1 }).next(),
+        invalid,
+        name,
+      );
+    }
+    const huge = { object: "j/huge", dtype: "float32" as const, digest: "sha256:00" };
+    await assert.rejects(store.get({ ...huge, shape: [1e9, 1e9], bytes: 4e18 }), invalid);
+    await assert.rejects(store.get({ ...huge, shape: [-1, 4], bytes: -16 }), invalid);
   });
 });

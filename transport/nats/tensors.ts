@@ -48,13 +48,33 @@ function unavailable(what: string, err: unknown): LavieError {
   if (err instanceof LavieError) return err;
   const msg = err instanceof Error ? err.message : String(err);
   if (/corrupt object|digests do not match/i.test(msg)) {
-    return new LavieError("internal", `${what}: ${msg}`, { retryable: true, cause: err });
+    return new LavieError("data_loss", `${what}: ${msg}`, { retryable: true, cause: err });
   }
   return new LavieError("unavailable", `${what}: ${msg}`, { cause: err });
 }
 
 function integrity(message: string): LavieError {
-  return new LavieError("internal", message, { retryable: true });
+  return new LavieError("data_loss", message, { retryable: true });
+}
+
+/** The most bytes get() allocates for one tensor (checked before allocating). */
+export const MAX_TENSOR_BYTES = 2 ** 31;
+
+/**
+ * Object names: 1-1024 characters without control characters, whitespace or NATS wildcards
+ * ("*", ">"), "/"-separated segments that are not empty, "." or "..".
+ */
+export function checkObjectName(name: string): string {
+  const bad = (why: string) =>
+    new LavieError("invalid_argument", `object: ${JSON.stringify(name.slice(0, 80))} ${why}`, {
+      field: "object",
+    });
+  if (name.length === 0 || name.length > 1024) throw bad("must be 1-1024 characters");
+  if (/[\s*>\p{Cc}]/u.test(name)) throw bad("must not contain whitespace, control characters, * or >");
+  if (name.split("/").some((seg) => seg === "" || seg === "." || seg === "..")) {
+    throw bad('must not have empty, "." or ".." segments');
+  }
+  return name;
 }
 
 function streamOf(src: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): ReadableStream<Uint8Array> {
@@ -96,6 +116,7 @@ export class NatsTensorStore {
 
   /** Stores a tensor under `name` (replacing any previous object of that name). */
   async put(name: string, t: Tensor): Promise<TensorRef> {
+    checkObjectName(name);
     const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     const shape = [...t.shape];
     let info: ObjectInfo;
@@ -117,7 +138,19 @@ export class NatsTensorStore {
   /** Reads a tensor, verifying size, shape and digest against the ref. */
   async get(ref: TensorRef): Promise<Tensor> {
     if (ref.dtype !== "float32") throw integrity(`tensor ${ref.object}: unsupported dtype ${ref.dtype}`);
+    if (!ref.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new LavieError("invalid_argument", `tensor ${ref.object}: bad shape [${ref.shape.join(",")}]`, {
+        field: "shape",
+      });
+    }
     const expected = numel(ref.shape) * 4;
+    if (expected > MAX_TENSOR_BYTES) {
+      throw new LavieError(
+        "invalid_argument",
+        `tensor ${ref.object}: shape [${ref.shape.join(",")}] needs ${expected} bytes, at most ${MAX_TENSOR_BYTES} are allowed`,
+        { field: "shape" },
+      );
+    }
     if (ref.bytes !== expected) {
       throw integrity(
         `tensor ${ref.object}: ref says ${ref.bytes} bytes but shape [${ref.shape.join(",")}] needs ${expected}`,
@@ -140,6 +173,7 @@ export class NatsTensorStore {
     src: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
     metadata: Record<string, string> = {},
   ): Promise<BlobRef> {
+    checkObjectName(name);
     try {
       const info = await this.os.put(
         { name, options: { max_chunk_size: this.chunkBytes }, metadata },
@@ -156,7 +190,7 @@ export class NatsTensorStore {
    * the content is checked against the digest when the stream ends (an error is thrown then).
    */
   async *getBytes(ref: BlobRef, check?: (info: ObjectInfo) => void): AsyncGenerator<Uint8Array> {
-    const name = ref.object;
+    const name = checkObjectName(ref.object);
     let r: Awaited<ReturnType<ObjectStore["get"]>>;
     try {
       r = await this.os.get(name);
@@ -196,6 +230,30 @@ export class NatsTensorStore {
     if (received !== ref.bytes) {
       throw integrity(`object ${name}: received ${received} bytes, expected ${ref.bytes}`);
     }
+  }
+
+  /**
+   * The stored object's size, digest and recorded shape, from its info (no download); null when
+   * there is none (or it was deleted).
+   */
+  async stat(
+    name: string,
+  ): Promise<{ object: string; bytes: number; digest: string; shape?: number[] } | null> {
+    let info: ObjectInfo | null;
+    try {
+      info = await this.os.info(name);
+    } catch (err) {
+      throw unavailable(`stat object ${name}`, err);
+    }
+    if (!info || info.deleted) return null;
+    let shape: number[] | undefined;
+    try {
+      const s: unknown = info.metadata?.shape === undefined ? undefined : JSON.parse(info.metadata.shape);
+      if (Array.isArray(s) && s.every((d) => Number.isSafeInteger(d))) shape = s as number[];
+    } catch {
+      // not a tensor (or foreign metadata): no shape
+    }
+    return { object: name, bytes: info.size, digest: digestFromInfo(info), ...(shape ? { shape } : {}) };
   }
 
   /** Deletes one object; true if it existed. */

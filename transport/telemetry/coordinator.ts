@@ -23,6 +23,22 @@ export function dispatchObserver(m: LavieMetrics = defaultMetrics): DispatchObse
         m.taskDuration.observe({ stage, outcome, side: "dispatch" }, ms / 1000);
         m.tasks.inc({ stage, outcome, side: "dispatch" });
       }),
+    runnerQuarantined: (_runner, reason) => record(() => m.runnerQuarantines.inc({ reason })),
+  };
+}
+
+/** Admission refusals and the job queue's depth (sampled at each scrape). */
+export function admissionMetrics(m: LavieMetrics = defaultMetrics): Pick<JobManagerOptions, "onRefused"> & {
+  watch(jobs: { queueStats(): { queued: number; running: number } }): () => void;
+} {
+  return {
+    onRefused: (queue) => record(() => m.jobsRefused.inc({ queue })),
+    watch: (jobs) =>
+      m.onCollect(() => {
+        const s = jobs.queueStats();
+        m.jobsWaiting.set(s.queued);
+        m.jobsRunning.set(s.running);
+      }),
   };
 }
 
@@ -44,6 +60,7 @@ export function watchDispatcher(
 ): () => void {
   return m.onCollect(() => {
     const stats = dispatcher.stats();
+    m.runnersQuarantined.set(stats.quarantined?.length ?? 0);
     const live = runners.list();
     const inFlightByRunner = new Map<string, number>();
     const load = (dispatcher as Partial<Pick<Dispatcher, "load">>).load?.();
@@ -94,6 +111,7 @@ export function countingStore<S extends TensorStorePort>(inner: S, m: LavieMetri
       })();
     },
     deletePrefix: (prefix: string) => inner.deletePrefix(prefix),
+    stat: (name: string) => inner.stat(name),
   };
   return Object.assign(Object.create(inner) as S, wrapped);
 }

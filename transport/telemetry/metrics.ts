@@ -16,6 +16,8 @@
  *   lavie_job_duration_seconds{outcome}            submit -> terminal state (coordinator)
  *   lavie_jobs_total{outcome}                      jobs finished (coordinator)
  *   lavie_dataplane_bytes_total{direction}         bytes put to / got from the data plane
+ *   lavie_runners_quarantined                      runners getting no new tasks now (coordinator)
+ *   lavie_runner_quarantines_total{reason}         quarantines started (reason: data_loss | internal | stalled)
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
@@ -107,10 +109,38 @@ export class LavieMetrics {
     labelNames: ["outcome"] as const,
     registers: [this.registry],
   });
+  readonly jobsRefused = new Counter({
+    name: "lavie_jobs_refused_total",
+    help: "Submits refused by admission control (RESOURCE_EXHAUSTED), by the full queue: tenant or global",
+    labelNames: ["queue"] as const,
+    registers: [this.registry],
+  });
+  readonly jobsWaiting = new Gauge({
+    name: "lavie_jobs_queued",
+    help: "Jobs waiting to start (admitted, not running yet)",
+    registers: [this.registry],
+  });
+  readonly jobsRunning = new Gauge({
+    name: "lavie_jobs_running",
+    help: "Jobs running now",
+    registers: [this.registry],
+  });
   readonly dataplaneBytes = new Counter({
     name: "lavie_dataplane_bytes_total",
     help: "Bytes put to (direction=put) or read from (direction=get) the data plane",
     labelNames: ["direction"] as const,
+    registers: [this.registry],
+  });
+
+  readonly runnersQuarantined = new Gauge({
+    name: "lavie_runners_quarantined",
+    help: "Runners quarantined now after repeated failures (no new tasks)",
+    registers: [this.registry],
+  });
+  readonly runnerQuarantines = new Counter({
+    name: "lavie_runner_quarantines_total",
+    help: "Runner quarantines started, by the failure that started them",
+    labelNames: ["reason"] as const,
     registers: [this.registry],
   });
 
