@@ -2,17 +2,25 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { invalidArgument } from "../../core/errors.ts";
 import type { JobRequest, StageRequest } from "../../core/job.ts";
+import { DEFAULT_TENANT, type Priority } from "../../core/tenancy.ts";
 import {
   type Job,
+  JobPriority,
   type JobRequest as JobRequestMsg,
   JobRequestSchema,
   JobSchema,
   JobState,
   type StageOptions,
+  type SubmitJobRequest,
   type WatchJobResponse,
   WatchJobResponseSchema,
 } from "../../gen/lavie/v1/jobs_pb.ts";
-import type { JobEvent, StageProgress } from "../distributed/jobs.ts";
+import {
+  type JobEvent,
+  MAX_DEADLINE_MS,
+  type StageProgress,
+  type SubmitOptions,
+} from "../distributed/jobs.ts";
 import type { JobState as CoreState, JobRecord, VideoResult } from "../distributed/ports.ts";
 
 function stage(o: StageOptions | undefined): StageRequest {
@@ -61,6 +69,45 @@ export function jobRequestFromMsg(m: JobRequestMsg | undefined): JobRequest {
       vsrTile: m.decode?.vsrTile,
       vsrTileOverlap: m.decode?.vsrTileOverlap,
     }),
+  };
+}
+
+const PRIORITY_FROM: Partial<Record<JobPriority, Priority>> = {
+  [JobPriority.UNSPECIFIED]: "normal",
+  [JobPriority.LOW]: "low",
+  [JobPriority.NORMAL]: "normal",
+  [JobPriority.HIGH]: "high",
+};
+const PRIORITY_TO: Record<Priority, JobPriority> = {
+  low: JobPriority.LOW,
+  normal: JobPriority.NORMAL,
+  high: JobPriority.HIGH,
+};
+
+export function priorityToMsg(p: Priority): JobPriority {
+  return PRIORITY_TO[p];
+}
+
+export function priorityFromMsg(p: JobPriority): Priority {
+  const out = PRIORITY_FROM[p];
+  if (!out)
+    throw invalidArgument("priority", `unknown value ${p}; allowed: JOB_PRIORITY_LOW, _NORMAL, _HIGH`);
+  return out;
+}
+
+/** SubmitJobRequest's scheduling fields as JobManager submit options (validated). */
+export function submitOptionsFromMsg(m: SubmitJobRequest): Omit<SubmitOptions, "tenant" | "traceparent"> {
+  const d = m.deadlineSeconds;
+  if (d !== undefined && (!Number.isFinite(d) || d < 0 || d * 1000 > MAX_DEADLINE_MS)) {
+    throw invalidArgument(
+      "deadline_seconds",
+      `must be 0 (none) or a number of seconds up to ${MAX_DEADLINE_MS / 1000}`,
+    );
+  }
+  return {
+    idempotencyKey: m.idempotencyKey,
+    priority: priorityFromMsg(m.priority),
+    ...(d ? { deadlineMs: Math.round(d * 1000) } : {}),
   };
 }
 
@@ -125,6 +172,9 @@ export function jobToMsg(r: JobRecord, progress: StageProgress[], queuePosition:
     createdUnixMs: BigInt(r.createdMs),
     updatedUnixMs: BigInt(r.updatedMs),
     queuePosition,
+    tenant: r.tenant ?? DEFAULT_TENANT,
+    priority: PRIORITY_TO[r.priority ?? "normal"],
+    deadlineUnixMs: BigInt(r.deadlineUnixMs ?? 0),
   });
 }
 

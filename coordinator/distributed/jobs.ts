@@ -1,9 +1,16 @@
 /**
- * The coordinator's job lifecycle: submit (validated once, idempotent by key) -> queued (FIFO, at
- * most `maxRunningJobs` running) -> running (the plan's tasks dispatched as their inputs become
- * ready; every finished tile's reference is persisted) -> succeeded (MP4 stored) | failed | cancelled.
+ * The coordinator's job lifecycle: submit (validated once, idempotent by key per tenant, admitted
+ * only while the bounded queues have room) -> queued (started by priority, then fairly between
+ * tenants, then in submit order; at most `maxRunningJobs` running) -> running (the plan's tasks
+ * dispatched as their inputs become ready; every finished tile's reference is persisted) ->
+ * succeeded (MP4 stored) | failed (a task failed for good, or the job's deadline passed) | cancelled.
  * Job records live in the job store, so a restarted coordinator resumes unfinished jobs and reruns
  * only tasks whose outputs were not recorded.
+ *
+ * Admission control: at most `maxQueuedJobs` jobs wait in the queue, and at most
+ * `maxQueuedPerTenant` of one tenant; past either, submit() throws resource_exhausted with a retry
+ * hint (retryAfterMs: the expected time for a start slot, from recent job durations). A retried
+ * submit with an idempotency key already accepted returns its job even when the queue is full.
  */
 import { randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
@@ -11,6 +18,8 @@ import { type Context, type Span, trace } from "@opentelemetry/api";
 import { LavieError } from "../../core/errors.ts";
 import type { JobRequest, ModelLimits } from "../../core/job.ts";
 import { resolveJob } from "../../core/job.ts";
+import { fairOrder } from "../../core/scheduling.ts";
+import { DEFAULT_TENANT, PRIORITY_RANK, type Priority } from "../../core/tenancy.ts";
 import { contextFromTraceparent, endSpan, tracer } from "../../core/tracing.ts";
 import { type PlanModelInfo, planJob } from "../plan/plan.ts";
 import { readsOf } from "../plan/reads.ts";
@@ -41,14 +50,45 @@ export interface StageProgress {
 
 export interface JobManagerOptions {
   maxRunningJobs?: number;
+  /** Jobs waiting to start, all tenants together (default 1000). */
+  maxQueuedJobs?: number;
+  /** Jobs of one tenant waiting to start (default 100). */
+  maxQueuedPerTenant?: number;
+  /** Finished jobs whose progress stays readable in memory (default 256; older ones: the store's record). */
+  recentFinished?: number;
   /** Keep a succeeded job's intermediate tiles in the data plane (debugging, tests). */
   keepTensors?: boolean;
+  /** Called when admission control refuses a submit (metrics); must not throw. */
+  onRefused?(queue: "tenant" | "global"): void;
   /** Called once when a job reaches a terminal state, with its submit-to-end latency (metrics). */
   onJobFinished?(state: "succeeded" | "failed" | "cancelled", ms: number): void;
 }
 
+export interface SubmitOptions {
+  /** Retrying a submit with the same key (same tenant) returns the same job. */
+  idempotencyKey?: string;
+  /** The submit span's context (W3C), kept in the record for the job's later spans. */
+  traceparent?: string;
+  tenant?: string;
+  priority?: Priority;
+  /** The job fails if not finished this many ms after submit (0 or absent: no deadline). */
+  deadlineMs?: number;
+}
+
+/** Longest accepted job deadline: 7 days. */
+export const MAX_DEADLINE_MS = 7 * 86_400_000;
+
+/** Priority rank and tenant of a record (older records: normal, the default tenant). */
+export const tenantOf = (r: JobRecord): string => r.tenant ?? DEFAULT_TENANT;
+const rankOf = (r: JobRecord): number => PRIORITY_RANK[r.priority ?? "normal"];
+
 interface Live {
   record: JobRecord;
+  /** Submit order in this process (queue order ties). */
+  seq: number;
+  /** Position last announced to watchers (0: not queued). */
+  position: number;
+  deadlineTimer?: NodeJS.Timeout;
   abort: AbortController;
   /** Set by cancel(): an abort that is not a failure. */
   cancelled: boolean;
@@ -64,11 +104,29 @@ export const LATE_SWEEP_MS = 2_000;
 
 export class JobManager {
   private readonly live = new Map<string, Live>();
-  private readonly queue: string[] = [];
+  /** Queued job ids (insertion order = submit order). */
+  private readonly queued = new Set<string>();
+  /** Start order of the queued jobs, recomputed when the queue changes (null: stale). */
+  private order: string[] | null = null;
   private running = 0;
+  private readonly runningByTenant = new Map<string, number>();
+  /** When each tenant last had a job started (a counter), for round-robin between tenants. */
+  private readonly lastStarted = new Map<string, number>();
+  private starts = 0;
+  /** Submits between the admission check and the enqueue, per tenant (so concurrent submits count). */
+  private readonly admitting = new Map<string, number>();
+  private admittingTotal = 0;
+  private seq = 0;
+  /** Recent finished jobs' run time (ms, exponential average), for retry hints. */
+  private jobMsAverage = 0;
+  private readonly finished: string[] = [];
   private readonly maxRunning: number;
+  private readonly maxQueued: number;
+  private readonly maxQueuedPerTenant: number;
+  private readonly recentFinished: number;
   private readonly keepTensors: boolean;
   private readonly onJobFinished: JobManagerOptions["onJobFinished"];
+  private readonly onRefused: JobManagerOptions["onRefused"];
 
   constructor(
     private readonly limits: ModelLimits,
@@ -79,8 +137,12 @@ export class JobManager {
     opts: JobManagerOptions = {},
   ) {
     this.maxRunning = Math.max(1, opts.maxRunningJobs ?? 4);
+    this.maxQueued = Math.max(0, opts.maxQueuedJobs ?? 1000);
+    this.maxQueuedPerTenant = Math.max(0, opts.maxQueuedPerTenant ?? 100);
+    this.recentFinished = Math.max(0, opts.recentFinished ?? 256);
     this.keepTensors = opts.keepTensors ?? false;
     this.onJobFinished = opts.onJobFinished;
+    this.onRefused = opts.onRefused;
   }
 
   /** Loads unfinished jobs from the job store and queues them again (after a restart). */
@@ -94,43 +156,120 @@ export class JobManager {
     return records.length;
   }
 
-  /** `traceparent`: the submit span's context (W3C), kept in the record for the job's later spans. */
   async submit(
     request: JobRequest,
-    idempotencyKey = "",
-    traceparent = "",
+    opts: SubmitOptions = {},
   ): Promise<{ record: JobRecord; created: boolean }> {
+    const idempotencyKey = opts.idempotencyKey ?? "";
     if (idempotencyKey.length > 128) {
       throw new LavieError("invalid_argument", "idempotency_key: must be at most 128 characters", {
         field: "idempotency_key",
       });
     }
+    const deadlineMs = opts.deadlineMs ?? 0;
+    if (!Number.isFinite(deadlineMs) || deadlineMs < 0 || deadlineMs > MAX_DEADLINE_MS) {
+      throw new LavieError(
+        "invalid_argument",
+        `deadline_seconds: must be 0 (none) or a number of seconds up to ${MAX_DEADLINE_MS / 1000}`,
+        { field: "deadline_seconds" },
+      );
+    }
+    const tenant = opts.tenant ?? DEFAULT_TENANT;
     const spec = resolveJob(request, this.limits);
     const id = randomUUID();
-    if (idempotencyKey) {
-      const existing = await this.jobs.claim(idempotencyKey, id);
-      if (existing) {
-        const record = await this.waitForRecord(existing);
-        return { record, created: false };
+    // Keys are per tenant: another tenant's key never returns (or reveals) someone else's job.
+    const key = !idempotencyKey
+      ? ""
+      : tenant === DEFAULT_TENANT
+        ? idempotencyKey
+        : `${tenant}\u0000${idempotencyKey}`;
+    const refusal = this.admissionRefusal(tenant);
+    if (refusal) {
+      try {
+        this.onRefused?.(refusal.message.startsWith("tenant") ? "tenant" : "global");
+      } catch {
+        // metrics never affect admission
       }
+      // A retry of a submit accepted earlier still gets its job.
+      if (key) {
+        const existing = await this.jobs.claim(key, id);
+        if (existing) return { record: await this.waitForRecord(existing), created: false };
+        await this.jobs.release(key).catch(() => {});
+      }
+      throw refusal;
     }
-    const now = Date.now();
-    const record: JobRecord = {
-      id,
-      state: "queued",
-      request,
-      spec,
-      idempotencyKey,
-      createdMs: now,
-      updatedMs: now,
-      done: {},
-      result: null,
-      error: "",
-      ...(traceparent ? { traceparent } : {}),
+    this.admitting.set(tenant, (this.admitting.get(tenant) ?? 0) + 1);
+    this.admittingTotal++;
+    let reserved = true;
+    try {
+      if (key) {
+        const existing = await this.jobs.claim(key, id);
+        if (existing) {
+          const record = await this.waitForRecord(existing);
+          return { record, created: false };
+        }
+      }
+      const now = Date.now();
+      const record: JobRecord = {
+        id,
+        state: "queued",
+        request,
+        spec,
+        idempotencyKey,
+        createdMs: now,
+        updatedMs: now,
+        done: {},
+        result: null,
+        error: "",
+        tenant,
+        priority: opts.priority ?? "normal",
+        ...(deadlineMs > 0 && { deadlineUnixMs: now + deadlineMs }),
+        ...(opts.traceparent ? { traceparent: opts.traceparent } : {}),
+      };
+      await this.jobs.put(record);
+      reserved = false;
+      this.release(tenant);
+      this.enqueue(record);
+      return { record, created: true };
+    } finally {
+      if (reserved) this.release(tenant);
+    }
+  }
+
+  private release(tenant: string): void {
+    const n = (this.admitting.get(tenant) ?? 0) - 1;
+    if (n > 0) this.admitting.set(tenant, n);
+    else this.admitting.delete(tenant);
+    this.admittingTotal = Math.max(0, this.admittingTotal - 1);
+  }
+
+  /** Why a submit of `tenant` is refused now (the queues are full), or null. */
+  private admissionRefusal(tenant: string): LavieError | null {
+    const total = this.queued.size + this.admittingTotal;
+    let mine = this.admitting.get(tenant) ?? 0;
+    for (const id of this.queued) if (tenantOf(this.live.get(id)!.record) === tenant) mine++;
+    const hint = (ahead: number) => {
+      // The expected wait for a start slot: jobs ahead / parallel slots x recent job time.
+      const per = this.jobMsAverage > 0 ? this.jobMsAverage : 10_000;
+      return Math.round(Math.min(300_000, Math.max(1_000, (per * Math.max(1, ahead)) / this.maxRunning)));
     };
-    await this.jobs.put(record);
-    this.enqueue(record);
-    return { record, created: true };
+    if (total >= this.maxQueued) {
+      const ms = hint(total - this.maxQueued + 1);
+      return new LavieError(
+        "resource_exhausted",
+        `the coordinator's queue is full (${total} jobs waiting, limit ${this.maxQueued}); retry in ${Math.ceil(ms / 1000)} s`,
+        { retryable: true, retryAfterMs: ms },
+      );
+    }
+    if (mine >= this.maxQueuedPerTenant) {
+      const ms = hint(mine - this.maxQueuedPerTenant + 1);
+      return new LavieError(
+        "resource_exhausted",
+        `tenant "${tenant}" has ${mine} jobs waiting (limit ${this.maxQueuedPerTenant}); retry in ${Math.ceil(ms / 1000)} s`,
+        { retryable: true, retryAfterMs: ms },
+      );
+    }
+    return null;
   }
 
   /** A key claimed by a concurrent submit may point at a record not written yet: wait briefly. */
@@ -149,14 +288,40 @@ export class JobManager {
     return r;
   }
 
-  async list(): Promise<JobRecord[]> {
+  /** Jobs of `tenant` (all tenants when null), oldest first. */
+  async list(tenant: string | null = null): Promise<JobRecord[]> {
     const stored = await this.jobs.list();
-    return stored.map((r) => this.live.get(r.id)?.record ?? r).sort((a, b) => a.createdMs - b.createdMs);
+    return stored
+      .map((r) => this.live.get(r.id)?.record ?? r)
+      .filter((r) => tenant === null || tenantOf(r) === tenant)
+      .sort((a, b) => a.createdMs - b.createdMs);
   }
 
+  /** 1-based place in the start order while queued; 0 otherwise. */
   queuePosition(id: string): number {
-    const i = this.queue.indexOf(id);
-    return i < 0 ? 0 : i + 1;
+    if (!this.queued.has(id)) return 0;
+    return this.startOrder().indexOf(id) + 1;
+  }
+
+  /** Queue and running counts (metrics, admission tests). */
+  queueStats(): { queued: number; running: number; queuedByTenant: Record<string, number> } {
+    const queuedByTenant: Record<string, number> = {};
+    for (const id of this.queued) {
+      const t = tenantOf(this.live.get(id)!.record);
+      queuedByTenant[t] = (queuedByTenant[t] ?? 0) + 1;
+    }
+    return { queued: this.queued.size, running: this.running, queuedByTenant };
+  }
+
+  private startOrder(): string[] {
+    if (!this.order) {
+      const entries = [...this.queued].map((id) => {
+        const l = this.live.get(id)!;
+        return { id, tenant: tenantOf(l.record), rank: rankOf(l.record), seq: l.seq };
+      });
+      this.order = fairOrder(entries, this.runningByTenant, this.lastStarted).map((e) => e.id);
+    }
+    return this.order;
   }
 
   progress(id: string): StageProgress[] {
@@ -178,8 +343,7 @@ export class JobManager {
     const record = await this.get(id);
     if (TERMINAL.has(record.state)) return record;
     const l = this.live.get(id);
-    const qi = this.queue.indexOf(id);
-    if (qi >= 0) this.queue.splice(qi, 1);
+    this.dequeue(id);
     if (l) {
       l.cancelled = true;
       l.abort.abort();
@@ -212,6 +376,8 @@ export class JobManager {
     setMaxListeners(0, abort.signal);
     const l: Live = {
       record,
+      seq: this.seq++,
+      position: 0,
       abort,
       cancelled: false,
       listeners: new Set(),
@@ -219,25 +385,76 @@ export class JobManager {
       saving: Promise.resolve(),
     };
     this.live.set(record.id, l);
-    this.queue.push(record.id);
-    this.emit(l, { type: "queued", position: this.queue.length });
+    if (record.deadlineUnixMs) {
+      const left = record.deadlineUnixMs - Date.now();
+      l.deadlineTimer = setTimeout(() => void this.expire(l), Math.max(0, left));
+      l.deadlineTimer.unref();
+    }
+    this.queued.add(record.id);
+    this.order = null;
     this.startNext();
   }
 
+  private dequeue(id: string): void {
+    if (this.queued.delete(id)) {
+      this.order = null;
+      this.announcePositions();
+    }
+  }
+
+  /** The deadline passed: a queued or running job fails (its tasks are stopped). */
+  private async expire(l: Live): Promise<void> {
+    const r = l.record;
+    if (TERMINAL.has(r.state)) return;
+    this.dequeue(r.id);
+    l.cancelled = true; // run() must not record the aborted tasks' errors as the reason
+    l.abort.abort();
+    const secs = ((r.deadlineUnixMs ?? 0) - r.createdMs) / 1000;
+    await this.finish(
+      r,
+      "failed",
+      `deadline exceeded: the job did not finish within ${secs} s of its submission`,
+    );
+  }
+
   private startNext(): void {
-    while (this.running < this.maxRunning && this.queue.length > 0) {
-      const id = this.queue.shift()!;
+    let started = false;
+    while (this.running < this.maxRunning && this.queued.size > 0) {
+      const id = this.startOrder()[0]!;
+      this.queued.delete(id);
+      this.order = null;
       const l = this.live.get(id);
       if (!l || TERMINAL.has(l.record.state)) continue;
+      started = true;
+      l.position = 0;
+      const tenant = tenantOf(l.record);
       this.running++;
-      this.queue.forEach((qid, i) => {
-        const ql = this.live.get(qid);
-        if (ql) this.emit(ql, { type: "queued", position: i + 1 });
-      });
+      this.runningByTenant.set(tenant, (this.runningByTenant.get(tenant) ?? 0) + 1);
+      this.lastStarted.set(tenant, this.starts++);
+      const t0 = Date.now();
       void this.run(l).finally(() => {
         this.running--;
+        const n = (this.runningByTenant.get(tenant) ?? 1) - 1;
+        if (n > 0) this.runningByTenant.set(tenant, n);
+        else this.runningByTenant.delete(tenant);
+        const ms = Date.now() - t0;
+        this.jobMsAverage = this.jobMsAverage === 0 ? ms : 0.8 * this.jobMsAverage + 0.2 * ms;
+        this.order = null;
         this.startNext();
       });
+    }
+    if (started || this.queued.size > 0) this.announcePositions();
+  }
+
+  /** Tells each queued job's watchers its place in the start order when it changed. */
+  private announcePositions(): void {
+    const order = this.startOrder();
+    for (const [i, id] of order.entries()) {
+      const l = this.live.get(id);
+      if (l && l.position !== i + 1) {
+        l.position = i + 1;
+        this.emit(l, { type: "queued", position: i + 1 });
+      }
     }
   }
 
@@ -255,6 +472,7 @@ export class JobManager {
   ): Promise<void> {
     if (TERMINAL.has(record.state)) return;
     const l = this.live.get(record.id);
+    if (l?.deadlineTimer) clearTimeout(l.deadlineTimer);
     record.state = state;
     record.error = error;
     try {
@@ -280,6 +498,7 @@ export class JobManager {
             : { type: "cancelled" },
       );
       l.listeners.clear();
+      this.forget(record.id);
     } else {
       record.updatedMs = Date.now();
       await this.jobs.put(record);
@@ -290,6 +509,16 @@ export class JobManager {
     if (state !== "succeeded") {
       // Attempts cancelled mid-write may still store an output tile: sweep again once they settle.
       setTimeout(() => void this.tensors.deletePrefix(prefix).catch(() => 0), LATE_SWEEP_MS).unref();
+    }
+  }
+
+  /** A finished job leaves memory once `recentFinished` newer ones have finished (memory stays bounded). */
+  private forget(id: string): void {
+    this.finished.push(id);
+    while (this.finished.length > this.recentFinished) {
+      const old = this.finished.shift()!;
+      const l = this.live.get(old);
+      if (l && TERMINAL.has(l.record.state)) this.live.delete(old);
     }
   }
 
@@ -398,6 +627,9 @@ export class JobManager {
               spec: record.spec,
               inputs: this.inputsOf(plan, task, record, tileTask),
               outputObject: `${record.id}/${task.output.tensor}/${task.output.tile}`,
+              output: plan.tensors[task.output.tensor]!,
+              tenant: tenantOf(record),
+              rank: rankOf(record),
               ...(l.spans && stageSpan ? { traceContext: trace.setSpan(l.spans.ctx, stageSpan) } : {}),
               onProgress: (done, total) => {
                 const prev = p.taskSteps.get(task.id) ?? 0;

@@ -187,10 +187,10 @@ test("20 concurrent tiny jobs all complete; a retried submit returns the same jo
     const one = { base: { steps: 1 }, interpolation: { steps: 1 }, vsr: { steps: 1 } };
     const subs = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
-        c.jobs.submit({ prompt: `job ${i}`, seed: i, ...one }, `key-${i}`),
+        c.jobs.submit({ prompt: `job ${i}`, seed: i, ...one }, { idempotencyKey: `key-${i}` }),
       ),
     );
-    const again = await c.jobs.submit({ prompt: "job 3", seed: 3, ...one }, "key-3");
+    const again = await c.jobs.submit({ prompt: "job 3", seed: 3, ...one }, { idempotencyKey: "key-3" });
     assert.equal(again.created, false);
     assert.equal(again.record.id, subs[3]!.record.id);
     const ends = await Promise.all(
