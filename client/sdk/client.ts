@@ -13,13 +13,15 @@ import { createHash, randomUUID } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { mkdir, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import { context, SpanKind, trace } from "@opentelemetry/api";
-import { jobRequestFromMsg, jobRequestToMsg } from "../../coordinator/api/convert.ts";
+import { jobRequestFromMsg, jobRequestToMsg, priorityToMsg } from "../../coordinator/api/convert.ts";
 import { LavieError } from "../../core/errors.ts";
 import type { JobRequest } from "../../core/job.ts";
+import type { Priority } from "../../core/tenancy.ts";
 import {
   type Job as JobMsg,
+  JobPriority,
   JobService,
   JobState,
   type VideoResult as VideoResultMsg,
@@ -34,6 +36,7 @@ import {
   injectMetadata,
   tracer,
 } from "../../transport/telemetry/propagation.ts";
+import { type ClientCredentialOptions, connectionOf } from "./credentials.ts";
 
 export type JobStateName = "unspecified" | "queued" | "running" | "succeeded" | "failed" | "cancelled";
 
@@ -71,8 +74,13 @@ export interface Job {
   error: string;
   createdMs: number;
   updatedMs: number;
-  /** Jobs ahead of this one (state "queued"); 0 otherwise. */
+  /** Place in the start order (state "queued"; 1 = next); 0 otherwise. */
   queuePosition: number;
+  /** The tenant that submitted it ("default" without authentication). */
+  tenant: string;
+  priority: Priority;
+  /** When its deadline passes (epoch ms); 0 = none. */
+  deadlineMs: number;
 }
 
 /** One event of a job, as streamed by watch(). The last one is "done", "failed" or "cancelled". */
@@ -86,8 +94,11 @@ export type JobEvent =
   | { type: "failed"; jobId: string; reason: string }
   | { type: "cancelled"; jobId: string };
 
-export interface LavieClientOptions {
-  /** Default: insecure (plain TCP), for loopback and private networks. */
+export interface LavieClientOptions extends ClientCredentialOptions {
+  /**
+   * Default: insecure (plain TCP), for loopback and private networks; `tls` builds TLS credentials,
+   * `apiKey` / `token` add "authorization: Bearer" to every call (credentials.ts).
+   */
   credentials?: grpc.ChannelCredentials;
   /** Extra grpc-js channel options. */
   channelOptions?: grpc.ChannelOptions;
@@ -108,7 +119,22 @@ export interface SubmitOptions {
    * The submit call's span (a no-op without an SDK) and the job's spans on the server join it.
    */
   traceparent?: string;
+  /** Queued jobs start by priority (default "normal"), then fairly between tenants. */
+  priority?: Priority;
+  /** The job fails if not finished this many seconds after submit (default none). */
+  deadlineSeconds?: number;
+  /**
+   * When the coordinator's queues are full (resource_exhausted), wait as its retry hint says and
+   * submit again, for at most this long in ms (default 0: throw the error, err.retryAfterMs set).
+   */
+  admissionWaitMs?: number;
 }
+
+const PRIORITY_NAME: Partial<Record<JobPriority, Priority>> = {
+  [JobPriority.LOW]: "low",
+  [JobPriority.NORMAL]: "normal",
+  [JobPriority.HIGH]: "high",
+};
 
 const STATE_NAME: Record<JobState, JobStateName> = {
   [JobState.UNSPECIFIED]: "unspecified",
@@ -158,6 +184,9 @@ function jobOf(m: JobMsg | undefined): Job {
     createdMs: Number(m.createdUnixMs),
     updatedMs: Number(m.updatedUnixMs),
     queuePosition: m.queuePosition,
+    tenant: m.tenant,
+    priority: PRIORITY_NAME[m.priority] ?? "normal",
+    deadlineMs: Number(m.deadlineUnixMs),
   };
 }
 
@@ -226,12 +255,8 @@ export class LavieClient {
   /** `address` is host:port of a coordinator (e.g. "127.0.0.1:50051"). Connects lazily. */
   constructor(address: string, opts: LavieClientOptions = {}) {
     this.address = address;
-    this.client = createClient(
-      JobService,
-      address,
-      opts.credentials ?? grpc.credentials.createInsecure(),
-      opts.channelOptions ?? {},
-    );
+    const connection = connectionOf(opts);
+    this.client = createClient(JobService, address, connection.credentials, connection.options);
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.submitAttempts = Math.max(1, opts.submitAttempts ?? 4);
     this.reconnectMs = Math.max(0, opts.reconnectMs ?? 30_000);
@@ -261,6 +286,11 @@ export class LavieClient {
     const parent = opts.traceparent ? contextFromTraceparent(opts.traceparent) : context.active();
     const span = tracer().startSpan("lavie.v1.JobService/SubmitJob", { kind: SpanKind.CLIENT }, parent);
     const spanCtx = trace.setSpan(parent, span);
+    const scheduling = {
+      ...(opts.priority && { priority: priorityToMsg(opts.priority) }),
+      ...(opts.deadlineSeconds !== undefined && { deadlineSeconds: opts.deadlineSeconds }),
+    };
+    const admissionDeadline = Date.now() + (opts.admissionWaitMs ?? 0);
     for (let attempt = 1; ; attempt++) {
       try {
         const res = await this.call(
@@ -269,7 +299,7 @@ export class LavieClient {
               this.client,
               JobService,
               "submitJob",
-              { job, idempotencyKey },
+              { job, idempotencyKey, ...scheduling },
               { ...o, metadata: injectMetadata(undefined, spanCtx) },
             ),
           opts.signal,
@@ -279,6 +309,17 @@ export class LavieClient {
         return { job: jobOf(res.job), created: res.created };
       } catch (err) {
         const e = LavieError.from(err);
+        if (e.code === "resource_exhausted") {
+          // Admission control: wait as hinted while the caller allows, else report it.
+          const wait = e.retryAfterMs ?? 1000;
+          if (Date.now() + wait > admissionDeadline) {
+            endSpan(span, e);
+            throw e;
+          }
+          await sleep(wait, opts.signal);
+          attempt--;
+          continue;
+        }
         if (!e.retryable || attempt >= this.submitAttempts) {
           endSpan(span, e);
           throw e;
@@ -293,14 +334,23 @@ export class LavieClient {
     return jobOf(res.job);
   }
 
-  /** Jobs oldest first; `limit` keeps the newest that many. */
-  async list(opts: { state?: Exclude<JobStateName, "unspecified">; limit?: number } = {}): Promise<Job[]> {
+  /**
+   * The caller's tenant's jobs, oldest first; `limit` keeps the newest that many; `allTenants`
+   * (admin credentials only) lists every tenant's.
+   */
+  async list(
+    opts: { state?: Exclude<JobStateName, "unspecified">; limit?: number; allTenants?: boolean } = {},
+  ): Promise<Job[]> {
     const res = await this.call((o) =>
       unary(
         this.client,
         JobService,
         "listJobs",
-        { state: opts.state ? STATE_ENUM[opts.state] : JobState.UNSPECIFIED, limit: opts.limit ?? 0 },
+        {
+          state: opts.state ? STATE_ENUM[opts.state] : JobState.UNSPECIFIED,
+          limit: opts.limit ?? 0,
+          allTenants: opts.allTenants ?? false,
+        },
         o,
       ),
     );

@@ -3,7 +3,8 @@
  *
  *   import { LavieClient } from "lavie-serve/client/sdk/index.ts";
  *
- *   const client = new LavieClient("127.0.0.1:50051");
+ *   const client = new LavieClient("127.0.0.1:50051"); // with authentication / TLS:
+ *   // new LavieClient(addr, { apiKey: process.env.LAVIE_API_KEY, tls: { ca: readFileSync("ca.pem") } })
  *   try {
  *     const { job, created } = await client.submit(
  *       { prompt: "a panda playing guitar", seed: 7, base: { steps: 50 } },
@@ -35,3 +36,4 @@ export {
   TERMINAL_STATES,
   type VideoResult,
 } from "./client.ts";
+export type { ClientCredentialOptions, ClientTls } from "./credentials.ts";

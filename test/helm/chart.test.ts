@@ -11,7 +11,7 @@ import { Deployment, StatefulSet } from "kubernetes-models/apps/v1";
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import { Role, RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1";
-import { ConfigMap, PersistentVolumeClaim, Service, ServiceAccount } from "kubernetes-models/v1";
+import { ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount } from "kubernetes-models/v1";
 import { helmLint, helmTemplate, parseYamlDocuments, REPO_ROOT } from "../support/helm.ts";
 
 const STAGES = ["base", "interpolation", "vsr"] as const;
@@ -63,6 +63,7 @@ type Model = new (data: never) => { validate(): void };
 const MODELS: Record<string, Model> = {
   "v1/ConfigMap": ConfigMap,
   "v1/PersistentVolumeClaim": PersistentVolumeClaim,
+  "v1/Secret": Secret,
   "v1/Service": Service,
   "v1/ServiceAccount": ServiceAccount,
   "apps/v1/Deployment": Deployment,
@@ -92,6 +93,41 @@ const VALUE_SETS: Record<string, Record<string, unknown>> = {
   "external NATS, existing model claim": {
     nats: { url: "nats://nats.messaging.svc:4222" },
     models: { storage: { type: "existingClaim", existingClaim: "lavie-models" }, build: { enabled: false } },
+  },
+  "security: TLS from Secrets, API keys, JWT": {
+    auth: {
+      apiKeys: { existingSecret: "lavie-api-keys" },
+      jwt: {
+        existingSecret: "lavie-jwt",
+        secretKey: "hs256",
+        publicKeyKey: "keys.pem",
+        issuer: "https://id.example.com",
+        audience: "lavie",
+        tenantClaim: "org",
+      },
+    },
+    tls: {
+      enabled: true,
+      coordinator: { existingSecret: "coord-tls" },
+      clientApi: { requireClientCert: true },
+      runner: {
+        existingSecret: "runner-tls",
+        serverName: "runners.lavie.internal",
+        allowedClients: ["coord-a", "coord-b"],
+      },
+    },
+    nats: { auth: { existingSecret: "nats-passwords", admin: { enabled: true } } },
+  },
+  "security: cert-manager, external NATS with creds and TLS": {
+    tls: { enabled: true, certManager: { issuerRef: { name: "lavie-ca", kind: "ClusterIssuer" } } },
+    nats: {
+      url: "tls://nats.messaging.svc:4222",
+      external: {
+        credsSecret: "nats-creds",
+        tls: { caSecret: "nats-ca", clientCertSecret: "nats-client" },
+        inboxPrefix: { coordinator: "_INBOX_coordinator", runner: "_INBOX_runner" },
+      },
+    },
   },
   "KEDA, OTEL, PVC models": {
     keda: { enabled: true },
@@ -174,6 +210,13 @@ describe("helm chart lavie-serve", () => {
       assert.ok(ms.length > 10);
       for (const m of ms) {
         const where = `${set}: ${m.kind} ${m.metadata?.name}`;
+        if (m.apiVersion === "cert-manager.io/v1" && m.kind === "Certificate") {
+          const spec = m.spec as { secretName?: string; issuerRef?: { name?: string }; dnsNames?: string[] };
+          assert.equal(spec.secretName, m.metadata.name, where);
+          assert.equal(typeof spec.issuerRef?.name, "string", where);
+          assert.ok((spec.dnsNames ?? []).length > 0, where);
+          continue;
+        }
         if (m.apiVersion === "keda.sh/v1alpha1" && m.kind === "ScaledObject") {
           const spec = m.spec as { scaleTargetRef?: { name?: string }; triggers?: { type?: string }[] };
           assert.equal(typeof spec.scaleTargetRef?.name, "string", where);
@@ -470,6 +513,49 @@ describe("helm chart lavie-serve", () => {
       ["bad NATS URL", ["--set", "nats.url=http://x"], /\/nats\/url/],
       ["minReplicas above maxReplicas", ["--set", "runners.vsr.minReplicas=9"], /runners\.vsr\.minReplicas/],
       ["replicas outside min..max", ["--set", "runners.base.replicas=7"], /runners\.base\.replicas/],
+      [
+        "bad Secret name",
+        ["--set", "auth.apiKeys.existingSecret=Bad_Name"],
+        /\/auth\/apiKeys\/existingSecret/,
+      ],
+      ["unknown key under tls", ["--set", "tls.runner.secret=x"], /\/tls\/runner'?:? .*'secret'/],
+      [
+        "TLS without certificates",
+        ["--set", "tls.enabled=true"],
+        /tls\.enabled needs certificates: set tls\.coordinator\.existingSecret/,
+      ],
+      [
+        "client certificates without TLS",
+        ["--set", "tls.clientApi.requireClientCert=true"],
+        /tls\.clientApi\.requireClientCert needs tls\.enabled=true/,
+      ],
+      [
+        "JWT Secret without a key",
+        ["--set", "auth.jwt.existingSecret=jwt"],
+        /auth\.jwt\.existingSecret needs auth\.jwt\.secretKey .* or auth\.jwt\.publicKeyKey/,
+      ],
+      ["JWT issuer without a Secret", ["--set", "auth.jwt.issuer=x"], /need auth\.jwt\.existingSecret/],
+      [
+        "no allowed runner clients",
+        ["--set-json", "tls.runner.allowedClients=[]"],
+        /\/tls\/runner\/allowedClients/,
+      ],
+      ["bad runner server name", ["--set", "tls.runner.serverName=a b"], /\/tls\/runner\/serverName/],
+      [
+        "bad issuer kind",
+        ["--set", "tls.certManager.issuerRef.kind=Vault"],
+        /\/tls\/certManager\/issuerRef\/kind/,
+      ],
+      [
+        "wildcard NATS inbox prefix",
+        ["--set", "nats.external.inboxPrefix.runner=_INBOX.>"],
+        /\/nats\/external\/inboxPrefix\/runner/,
+      ],
+      [
+        "bundled NATS password Secret with an external NATS",
+        ["--set", "nats.url=nats://x:4222", "--set", "nats.auth.existingSecret=s"],
+        /nats\.auth\.existingSecret is for the bundled NATS/,
+      ],
       [
         "existingClaim without a claim",
         ["--set", "models.storage.type=existingClaim"],

@@ -2,12 +2,20 @@
  * Starts a throwaway nats-server (Debian package `nats-server`) on 127.0.0.1 with JetStream and a
  * temporary file store, for tests and benchmarks. restart() keeps the port and the store directory,
  * so file-stored streams, KV buckets and object stores survive it.
+ *
+ * With `users`, the server runs with an `authorization` block from transport/nats/permissions.ts:
+ * one user per entry with its role's publish/subscribe permissions (no anonymous access).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import {
+  authorizationBlock,
+  type NatsPermissionParams,
+  type NatsUser,
+} from "../../transport/nats/permissions.ts";
 
 export interface NatsServerOptions {
   jetstream?: boolean;
@@ -15,6 +23,12 @@ export interface NatsServerOptions {
   maxPayload?: number;
   /** Milliseconds to wait for the server to accept connections. */
   startTimeoutMs?: number;
+  /** Users with per-role permissions (written to a config file); unset = no authentication. */
+  users?: NatsUser[];
+  /** Bucket names etc. for the users' permissions. */
+  permissions?: NatsPermissionParams;
+  /** Extra lines for the config file (nats-server syntax). */
+  config?: string;
 }
 
 export interface NatsServerHandle {
@@ -25,6 +39,8 @@ export interface NatsServerHandle {
   stop(opts?: { keepStore?: boolean }): Promise<void>;
   /** Stops the server and starts it again on the same port and store directory. */
   restart(): Promise<void>;
+  /** The server's log (stderr) since start, across restarts (first 8 MiB). */
+  log(): string;
 }
 
 const BINARY = process.env.NATS_SERVER_BIN ?? "nats-server";
@@ -69,13 +85,18 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   const storeDir = mkdtempSync(join(tmpdir(), "lavie-nats-"));
   const args = ["-a", "127.0.0.1", "-p", String(port)];
   if (opts.jetstream !== false) args.push("-js", "-sd", storeDir);
-  if (opts.maxPayload !== undefined) {
-    const conf = join(storeDir, "server.conf");
-    writeFileSync(conf, `max_payload: ${opts.maxPayload}\n`);
-    args.push("-c", conf);
+  const conf: string[] = [];
+  if (opts.maxPayload !== undefined) conf.push(`max_payload: ${opts.maxPayload}\n`);
+  if (opts.users) conf.push(authorizationBlock(opts.users, opts.permissions));
+  if (opts.config) conf.push(`${opts.config}\n`);
+  if (conf.length > 0) {
+    const file = join(storeDir, "server.conf");
+    writeFileSync(file, conf.join(""), { mode: 0o600 });
+    args.push("-c", file);
   }
   const timeoutMs = opts.startTimeoutMs ?? 10_000;
   let child: ChildProcess | null = null;
+  let log = "";
 
   const launch = async (): Promise<void> => {
     const c = spawn(BINARY, args, { stdio: ["ignore", "ignore", "pipe"] });
@@ -84,6 +105,7 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     c.stderr?.setEncoding("utf8");
     c.stderr?.on("data", (d: string) => {
       if (stderr.length < 16_384) stderr += d;
+      if (log.length < 8 * 1024 * 1024) log += d;
     });
     let exited: string | null = null;
     c.once("exit", (code, signal) => {
@@ -134,5 +156,6 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
       await kill();
       await launch();
     },
+    log: () => log,
   };
 }

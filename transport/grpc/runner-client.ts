@@ -3,7 +3,7 @@
  * stream), forwarding progress, and turns the runner's answer into the output tile's reference.
  */
 import { create } from "@bufbuild/protobuf";
-import type * as grpc from "@grpc/grpc-js";
+import * as grpc from "@grpc/grpc-js";
 import type { RunnerClient, RunnerInfo, TaskCall, TensorRef } from "../../coordinator/distributed/ports.ts";
 import { LavieError } from "../../core/errors.ts";
 import { ExecuteTaskRequestSchema, StageRunnerService, TileSetSchema } from "../../gen/lavie/v1/runner_pb.ts";
@@ -35,15 +35,25 @@ export function fromRefMsg(m: TensorRefMsg): TensorRef {
   };
 }
 
+/** How the coordinator reaches runners (transport/security/env.ts builds it from the environment). */
+export interface GrpcRunnerClientOptions {
+  /** TLS / mTLS channel credentials (default: plaintext). */
+  credentials?: grpc.ChannelCredentials;
+  /** Extra channel options, e.g. grpc.ssl_target_name_override when runner certificates name a service. */
+  channelOptions?: grpc.ChannelOptions;
+  /** The runner token (LAVIE_RUNNER_TOKEN_FILE), sent as "authorization: Bearer <token>" on every call. */
+  token?: () => string;
+}
+
 export class GrpcRunnerClient implements RunnerClient {
   private readonly clients = new Map<string, grpc.Client>();
 
-  constructor(private readonly credentials?: grpc.ChannelCredentials) {}
+  constructor(private readonly opts: GrpcRunnerClientOptions = {}) {}
 
   private client(address: string): grpc.Client {
     let c = this.clients.get(address);
     if (!c) {
-      c = createClient(StageRunnerService, address, this.credentials);
+      c = createClient(StageRunnerService, address, this.opts.credentials, this.opts.channelOptions);
       this.clients.set(address, c);
     }
     return c;
@@ -76,7 +86,7 @@ export class GrpcRunnerClient implements RunnerClient {
         req,
         {
           signal: call.signal,
-          ...(call.traceContext ? { metadata: injectMetadata(undefined, call.traceContext) } : {}),
+          metadata: this.metadata(call),
         },
       )) {
         const e = ev.event;
@@ -92,6 +102,12 @@ export class GrpcRunnerClient implements RunnerClient {
     }
     if (call.signal.aborted) throw new LavieError("cancelled", `task ${call.task.id} cancelled`);
     throw new LavieError("unavailable", `runner ${runner.id} ended task ${call.task.id} without a result`);
+  }
+
+  private metadata(call: TaskCall): grpc.Metadata {
+    const md = call.traceContext ? injectMetadata(undefined, call.traceContext) : new grpc.Metadata();
+    if (this.opts.token) md.set("authorization", `Bearer ${this.opts.token()}`);
+    return md;
   }
 
   close(): void {

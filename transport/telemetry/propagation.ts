@@ -40,9 +40,13 @@ const w3c = {
 const metadataSetter: TextMapSetter<grpc.Metadata> = {
   set: (md, key, value) => md.set(key, value),
 };
+/** Metadata propagators never see: credentials must not reach baggage, spans or exporters. */
+const SECRET_KEYS = new Set(["authorization", "cookie", "proxy-authorization"]);
+
 const metadataGetter: TextMapGetter<grpc.Metadata> = {
-  keys: (md) => Object.keys(md.getMap()),
+  keys: (md) => Object.keys(md.getMap()).filter((k) => !SECRET_KEYS.has(k)),
   get: (md, key) => {
+    if (SECRET_KEYS.has(key.toLowerCase())) return undefined;
     const v = md.get(key);
     if (v.length === 0) return undefined;
     return v.map((x) => (typeof x === "string" ? x : x.toString("utf8")));

@@ -11,13 +11,15 @@ import { LocalEngine } from "../../../coordinator/engine.ts";
 import type { PlanStart } from "../../../coordinator/plan/plan.ts";
 import { LavieError } from "../../../core/errors.ts";
 import type { JobRequest, JobSpec } from "../../../core/job.ts";
+import type { Priority } from "../../../core/tenancy.ts";
 import type { Tensor } from "../../../core/tensor.ts";
 import { floatToByte } from "../../../media/convert.ts";
 import { decodeVideo, encodeVideo, framesToTensor, writePngFrames } from "../../../media/index.ts";
 import { ensureModels } from "../../../models/cache.ts";
+import { addConnectionOptions, type ConnectionFlags, clientOptionsOf } from "../connection.ts";
 import { parseRunnablePreset, parseSeed } from "../options.ts";
 import { StageProgress } from "../progress.ts";
-import { generateRemote, parseIdempotencyKey, serverOption } from "./remote.ts";
+import { generateRemote, parseIdempotencyKey, schedulingOptions, serverOption } from "./remote.ts";
 
 const say = (s: string) => process.stderr.write(`${s}\n`);
 
@@ -245,7 +247,7 @@ async function readInput(path: string): Promise<Tensor> {
 }
 
 export function registerGenerateCommands(program: Command): void {
-  addJobOptions(
+  const generate = addJobOptions(
     program
       .command("generate")
       .description("text -> video: base T2V, temporal interpolation and super-resolution, written as MP4")
@@ -267,26 +269,32 @@ export function registerGenerateCommands(program: Command): void {
         "--idempotency-key <key>",
         "with --server: resubmitting with the same key returns the same job (default: a random key)",
       ).argParser(parseIdempotencyKey),
-    )
-    .action(async (prompt: string, o: Opts) => {
-      const req = requestOf(prompt, o, {
-        stopAfter: o.stopAfter as string,
-        ...(o.height !== undefined && { height: o.height as number }),
-        ...(o.width !== undefined && { width: o.width as number }),
-      });
-      if (o.server !== undefined) {
-        // The coordinator's models decide the preset; --preset, --model-dir and --threads are local only.
-        await generateRemote(req, {
-          server: o.server as string,
-          out: o.out as string,
-          ...(o.idempotencyKey !== undefined && { idempotencyKey: o.idempotencyKey as string }),
-          ...(o.framesDir !== undefined && { framesDir: o.framesDir as string }),
-          explain,
-        });
-        return;
-      }
-      await runJob(o, async (engine) => ({ spec: resolveOrExplain(engine, req) }));
+    );
+  for (const opt of schedulingOptions()) generate.addOption(opt);
+  addConnectionOptions(generate); // with --server: --api-key-file, --tls-ca, ... (connection.ts)
+  generate.action(async (prompt: string, o: Opts) => {
+    const req = requestOf(prompt, o, {
+      stopAfter: o.stopAfter as string,
+      ...(o.height !== undefined && { height: o.height as number }),
+      ...(o.width !== undefined && { width: o.width as number }),
     });
+    if (o.server !== undefined) {
+      // The coordinator's models decide the preset; --preset, --model-dir and --threads are local only.
+      await generateRemote(req, {
+        server: o.server as string,
+        out: o.out as string,
+        ...(o.idempotencyKey !== undefined && { idempotencyKey: o.idempotencyKey as string }),
+        ...(o.priority !== undefined && { priority: o.priority as Priority }),
+        ...(o.deadline !== undefined && { deadlineSeconds: o.deadline as number }),
+        ...(o.waitAdmission !== undefined && { waitAdmissionSeconds: o.waitAdmission as number }),
+        ...(o.framesDir !== undefined && { framesDir: o.framesDir as string }),
+        explain,
+        connection: clientOptionsOf(o.server as string, o as ConnectionFlags),
+      });
+      return;
+    }
+    await runJob(o, async (engine) => ({ spec: resolveOrExplain(engine, req) }));
+  });
 
   addJobOptions(
     program

@@ -9,14 +9,19 @@
  *   lavie jobs cancel <id>
  *   lavie jobs fetch <id> --out f.mp4
  *
+ * Each takes the connection options of ../connection.ts: --api-key-file (or env LAVIE_API_KEY),
+ * --tls, --tls-ca, --tls-cert, --tls-key, --tls-server-name.
+ *
  * Ctrl-C during `generate --server` cancels the job on the coordinator before exiting (exit 130).
  */
 import { randomUUID } from "node:crypto";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { LavieError } from "../../../core/errors.ts";
 import type { JobRequest } from "../../../core/job.ts";
+import { PRIORITIES, type Priority } from "../../../core/tenancy.ts";
 import { decodeVideo, writePngFrames } from "../../../media/index.ts";
-import { type Job, type JobStateName, LavieClient } from "../../sdk/client.ts";
+import { type Job, type JobStateName, LavieClient, type LavieClientOptions } from "../../sdk/client.ts";
+import { addConnectionOptions, type ConnectionFlags, clientOptionsOf } from "../connection.ts";
 import { formatBytes, table } from "../format.ts";
 import { RemoteStageProgress } from "../progress.ts";
 
@@ -43,6 +48,40 @@ export function serverOption(required: boolean): Option {
 export function parseIdempotencyKey(v: string): string {
   if (v.length === 0 || v.length > 128) throw new InvalidArgumentError("must be 1-128 characters");
   return v;
+}
+
+export function parsePriority(v: string): Priority {
+  const p = PRIORITIES.find((x) => x === v);
+  if (!p) throw new InvalidArgumentError(`unknown priority "${v}"; allowed: ${PRIORITIES.join(", ")}`);
+  return p;
+}
+
+/** Seconds: a number in 0..max. */
+export function secondsParser(max: number): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (v.trim() === "" || !Number.isFinite(n) || n < 0 || n > max)
+      throw new InvalidArgumentError(`must be a number of seconds in 0..${max}; got "${v}"`);
+    return n;
+  };
+}
+
+/** --priority, --deadline and --wait-admission for commands that submit to a coordinator. */
+export function schedulingOptions(): Option[] {
+  return [
+    new Option(
+      "--priority <p>",
+      "with --server: low, normal or high (queued jobs start by priority)",
+    ).argParser(parsePriority),
+    new Option(
+      "--deadline <seconds>",
+      "with --server: the job fails if not finished this long after submit (queueing included)",
+    ).argParser(secondsParser(604_800)),
+    new Option(
+      "--wait-admission <seconds>",
+      "with --server: while the coordinator's queues are full, resubmit as it hints for up to this long (default: fail at once)",
+    ).argParser(secondsParser(86_400)),
+  ];
 }
 
 /** Runs `fn` with SIGINT/SIGTERM turned into an abort; a second signal exits at once (130). */
@@ -78,7 +117,7 @@ async function follow(client: LavieClient, job: Job, signal?: AbortSignal): Prom
   if (job.progress.length) progress.setTotals(job.progress);
   const asked = new Set<string>();
   for await (const e of client.watch(job.id, signal ? { signal } : {})) {
-    if (e.type === "queued") say(`job ${job.id}: queued (${e.position} ahead)`);
+    if (e.type === "queued") say(`job ${job.id}: queued, position ${e.position} (1 = next to start)`);
     if ((e.type === "stage_started" || e.type === "task_progress") && !progress.hasTotals(e.stage)) {
       if (!asked.has(e.stage)) {
         asked.add(e.stage);
@@ -97,24 +136,37 @@ export interface RemoteGenerateOptions {
   server: string;
   out: string;
   idempotencyKey?: string;
+  priority?: Priority;
+  deadlineSeconds?: number;
+  /** Seconds to keep resubmitting while the coordinator's queues are full (default 0). */
+  waitAdmissionSeconds?: number;
   framesDir?: string;
   /** Rewrites a validation error to name the CLI option. */
   explain?: (err: unknown) => unknown;
+  /** Credentials and TLS (connection.ts). */
+  connection?: LavieClientOptions;
 }
 
 /** `lavie generate --server`: submit, show progress, fetch the MP4; Ctrl-C cancels the job. */
 export async function generateRemote(req: JobRequest, o: RemoteGenerateOptions): Promise<void> {
   const t0 = performance.now();
-  const client = new LavieClient(o.server);
+  const client = new LavieClient(o.server, o.connection);
   // One key for the whole command: the SDK's own submit retries then never create a second job.
   const idempotencyKey = o.idempotencyKey ?? `cli-${randomUUID()}`;
   try {
     await withInterrupt(async (signal) => {
       let jobId: string | undefined;
       try {
-        const sub = await client.submit(req, { idempotencyKey }).catch((err: unknown) => {
-          throw o.explain ? o.explain(err) : err;
-        });
+        const sub = await client
+          .submit(req, {
+            idempotencyKey,
+            ...(o.priority && { priority: o.priority }),
+            ...(o.deadlineSeconds !== undefined && { deadlineSeconds: o.deadlineSeconds }),
+            admissionWaitMs: (o.waitAdmissionSeconds ?? 0) * 1000,
+          })
+          .catch((err: unknown) => {
+            throw o.explain ? o.explain(err) : err;
+          });
         jobId = sub.job.id;
         say(
           `job ${jobId} ${sub.created ? "submitted to" : "already exists on (same idempotency key)"} ${o.server}` +
@@ -179,7 +231,9 @@ function jobJson(j: Job): string {
 function describeJob(j: Job): string {
   const lines = [
     `id:        ${j.id}`,
-    `state:     ${j.state}${j.state === "queued" ? ` (${j.queuePosition} ahead)` : ""}`,
+    `state:     ${j.state}${j.state === "queued" ? ` (position ${j.queuePosition})` : ""}`,
+    `tenant:    ${j.tenant}`,
+    `priority:  ${j.priority}${j.deadlineMs ? `, deadline ${new Date(j.deadlineMs).toISOString()}` : ""}`,
     `prompt:    ${JSON.stringify(j.request.prompt)}`,
     `seed:      ${j.request.seed ?? 0}`,
     `created:   ${new Date(j.createdMs).toISOString()}`,
@@ -207,12 +261,15 @@ function reach(server: string, err: unknown): LavieError {
   return new LavieError("unavailable", `coordinator ${server}: ${e.message}`, { cause: e });
 }
 
-async function withClient<T>(server: string, fn: (c: LavieClient) => Promise<T>): Promise<T> {
-  const c = new LavieClient(server);
+async function withClient<T>(
+  o: { server: string } & ConnectionFlags,
+  fn: (c: LavieClient) => Promise<T>,
+): Promise<T> {
+  const c = new LavieClient(o.server, clientOptionsOf(o.server, o));
   try {
     return await fn(c);
   } catch (err) {
-    throw reach(server, err);
+    throw reach(o.server, err);
   } finally {
     c.close();
   }
@@ -231,33 +288,43 @@ export function registerJobsCommands(program: Command): void {
       new Option("--state <state>", `only jobs in this state: ${STATES.join(", ")}`).argParser(parseState),
     )
     .addOption(new Option("--limit <n>", "only the newest n jobs").argParser(parseLimit))
+    .option("--all-tenants", "every tenant's jobs (admin credentials only)")
     .option("--json", "print the jobs as JSON")
-    .action(async (o: { server: string; state?: JobStateName; limit?: number; json?: boolean }) => {
-      const list = await withClient(o.server, (c) =>
-        c.list({
-          ...(o.state && o.state !== "unspecified" && { state: o.state }),
-          ...(o.limit !== undefined && { limit: o.limit }),
-        }),
-      );
-      if (o.json) out(JSON.stringify(list, null, 2));
-      else if (list.length === 0) out("no jobs");
-      else
-        out(
-          table(
-            ["ID", "STATE", "CREATED", "STEPS", "RESULT", "PROMPT"],
-            list.map((j) => [
-              j.id,
-              j.state,
-              new Date(j.createdMs).toISOString().replace("T", " ").slice(0, 19),
-              stepsOf(j),
-              j.result ? `${j.result.frames}f ${j.result.width}x${j.result.height}` : j.error.slice(0, 40),
-              JSON.stringify(
-                j.request.prompt.length > 40 ? `${j.request.prompt.slice(0, 40)}...` : j.request.prompt,
-              ),
-            ]),
-          ),
+    .action(
+      async (o: {
+        server: string;
+        state?: JobStateName;
+        limit?: number;
+        allTenants?: boolean;
+        json?: boolean;
+      }) => {
+        const list = await withClient(o, (c) =>
+          c.list({
+            ...(o.state && o.state !== "unspecified" && { state: o.state }),
+            ...(o.limit !== undefined && { limit: o.limit }),
+            ...(o.allTenants && { allTenants: true }),
+          }),
         );
-    });
+        if (o.json) out(JSON.stringify(list, null, 2));
+        else if (list.length === 0) out("no jobs");
+        else
+          out(
+            table(
+              ["ID", "STATE", "CREATED", "STEPS", "RESULT", "PROMPT"],
+              list.map((j) => [
+                j.id,
+                j.state,
+                new Date(j.createdMs).toISOString().replace("T", " ").slice(0, 19),
+                stepsOf(j),
+                j.result ? `${j.result.frames}f ${j.result.width}x${j.result.height}` : j.error.slice(0, 40),
+                JSON.stringify(
+                  j.request.prompt.length > 40 ? `${j.request.prompt.slice(0, 40)}...` : j.request.prompt,
+                ),
+              ]),
+            ),
+          );
+      },
+    );
 
   jobs
     .command("get")
@@ -266,7 +333,7 @@ export function registerJobsCommands(program: Command): void {
     .addOption(serverOption(true))
     .option("--json", "print the job as JSON")
     .action(async (id: string, o: { server: string; json?: boolean }) => {
-      const j = await withClient(o.server, (c) => c.get(id));
+      const j = await withClient(o, (c) => c.get(id));
       out(o.json ? jobJson(j) : describeJob(j));
     });
 
@@ -276,7 +343,7 @@ export function registerJobsCommands(program: Command): void {
     .argument("<id>", "job id")
     .addOption(serverOption(true))
     .action(async (id: string, o: { server: string }) => {
-      await withClient(o.server, async (c) => {
+      await withClient(o, async (c) => {
         const j = await follow(c, await c.get(id));
         out(describeJob(j));
       });
@@ -288,7 +355,7 @@ export function registerJobsCommands(program: Command): void {
     .argument("<id>", "job id")
     .addOption(serverOption(true))
     .action(async (id: string, o: { server: string }) => {
-      const j = await withClient(o.server, (c) => c.cancel(id));
+      const j = await withClient(o, (c) => c.cancel(id));
       out(`job ${j.id}: ${j.state}`);
     });
 
@@ -299,9 +366,11 @@ export function registerJobsCommands(program: Command): void {
     .addOption(serverOption(true))
     .addOption(new Option("--out <file>", "output MP4 file").makeOptionMandatory())
     .action(async (id: string, o: { server: string; out: string }) => {
-      const r = await withClient(o.server, (c) => c.fetchResultToFile(id, o.out));
+      const r = await withClient(o, (c) => c.fetchResultToFile(id, o.out));
       say(
         `wrote ${r.path}: ${r.result.frames} frames ${r.result.width}x${r.result.height} @ ${r.result.fps} fps (${formatBytes(r.bytes)})`,
       );
     });
+  // --api-key-file, --tls-ca, ... on every jobs command (connection.ts).
+  for (const c of jobs.commands) addConnectionOptions(c);
 }
