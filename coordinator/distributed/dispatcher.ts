@@ -66,12 +66,17 @@ interface Item {
   sub: Submission;
   /** Submit order (ties of the start order; a retried task keeps its place). */
   seq: number;
+  /** Calls that never reached their runner (not counted as attempts, but bounded). */
+  undelivered: number;
   attempt: number;
   avoid: Set<string>;
   resolve: (ref: TensorRef) => void;
   reject: (err: LavieError) => void;
   gang?: Gang;
 }
+
+/** Calls that never reached a runner a task may make per allowed attempt before they count. */
+const MAX_UNDELIVERED_PER_ATTEMPT = 5;
 
 /** Members of a CFG gang: one per branch (uncond, cond). */
 const GANG_SIZE = 2;
@@ -161,6 +166,7 @@ export class Dispatcher {
       const item: Item = {
         sub,
         seq: this.seq++,
+        undelivered: 0,
         attempt: 1,
         avoid: new Set(),
         resolve: (ref) => {
@@ -431,8 +437,14 @@ export class Dispatcher {
         if (e.code === "unavailable" || stalled)
           this.suspect.set(runner.id, Date.now() + this.opts.suspectMs);
         this.runnerFailed(runner, e, stalled);
-        if (!item.gang && !stalled && notDelivered(e.code, e.message)) {
-          // The runner was gone before the call reached it: not an attempt of the task.
+        if (
+          !item.gang &&
+          !stalled &&
+          notDelivered(e.code, e.message) &&
+          item.undelivered++ < MAX_UNDELIVERED_PER_ATTEMPT * this.opts.maxAttempts
+        ) {
+          // The runner was gone before the call reached it: not an attempt of the task (bounded, so
+          // a runner listed but never reachable cannot keep a task forever).
           item.avoid.add(runner.id);
           this.enqueue(item, true);
           this.pump();

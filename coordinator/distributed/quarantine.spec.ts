@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { after, test } from "node:test";
 import { LavieError } from "../../core/errors.ts";
 import type { JobSpec } from "../../core/job.ts";
 import type { TextTask } from "../plan/types.ts";
@@ -248,4 +248,21 @@ test("dispatcher: a runner that cannot be reached at all does not use up the tas
   await assert.rejects(submit(d2, "t1"), /failed after 1 attempt\(s\): Connection dropped/);
   d.close();
   d2.close();
+});
+
+test("dispatcher: a runner listed but never reachable cannot hold a task forever", async () => {
+  const live = [{ ...runner("ghost"), slots: 1 }];
+  const c = client(async () => {
+    throw new LavieError(
+      "unavailable",
+      "No connection established. Last error: connect ECONNREFUSED 127.0.0.1:1",
+    );
+  });
+  const d = new Dispatcher({ list: () => live }, c, { pollMs: 5, maxAttempts: 2, suspectMs: 0 });
+  const alive = setInterval(() => {}, 1_000); // the dispatcher's poll timer is unref'd
+  after(() => clearInterval(alive));
+  await assert.rejects(submit(d, "t0"), /failed after 2 attempt\(s\): No connection established/);
+  // 5 undelivered calls per allowed attempt are free; then they count as attempts.
+  assert.equal(c.calls.length, 2 * 5 + 2);
+  d.close();
 });
