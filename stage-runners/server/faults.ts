@@ -15,6 +15,7 @@
  */
 import { createHash, randomInt } from "node:crypto";
 import { LavieError } from "../../core/errors.ts";
+import { mulberry32 } from "../../core/prng.ts";
 import type { Tensor } from "../../core/tensor.ts";
 import type { NatsTensorStore, TensorRef } from "../../transport/nats/tensors.ts";
 
@@ -71,18 +72,6 @@ export function parseFaults(text: string, variable = "LAVIE_FAULTS"): FaultSpec 
   return { rates, ...(seed === undefined ? {} : { seed }), ...(after === undefined ? {} : { after }) };
 }
 
-/** mulberry32: a small seeded generator, uniform in [0, 1). */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
 /** Decides, task by task, which fault (if any) to inject; counts what it injected. */
 export class FaultInjector {
   private readonly random: () => number;
@@ -90,7 +79,7 @@ export class FaultInjector {
   readonly injected: Record<FaultKind, number> = { hang: 0, corrupt: 0, shape: 0, fail: 0, exit: 0 };
 
   constructor(private readonly spec: FaultSpec) {
-    this.random = generator(spec.seed ?? randomInt(0, 2 ** 31));
+    this.random = mulberry32(spec.seed ?? randomInt(0, 2 ** 31));
   }
 
   /** The fault for the runner's next task, or null. */

@@ -16,6 +16,7 @@ import type { LocalEngine } from "../../coordinator/engine.ts";
 import { runPlanLocally, type TileStore } from "../../coordinator/executor/local.ts";
 import { Coordinator } from "../../coordinator/server.ts";
 import type { JobRequest } from "../../core/job.ts";
+import { mulberry32 } from "../../core/prng.ts";
 import { FAULT_EXIT_CODE } from "../../stage-runners/server/faults.ts";
 import type { NatsTensorStore } from "../../transport/nats/tensors.ts";
 import { startNodeProcess } from "./process.ts";
@@ -86,18 +87,6 @@ export interface ChaosReport {
   restartMs: number;
 }
 
-/** mulberry32 */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const defaultRequest = (i: number): JobRequest => ({
@@ -151,7 +140,7 @@ export async function compareTiles(
 export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const jobs = opts.jobs ?? 10;
   const slots = opts.runners ?? 3;
-  const random = generator(opts.seed ?? 1);
+  const random = mulberry32(opts.seed ?? 1);
   const [minGap, maxGap] = opts.killEveryMs ?? [500, 2_000];
   const log = opts.log ?? (() => {});
   const request = opts.request ?? defaultRequest;

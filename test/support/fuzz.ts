@@ -20,6 +20,7 @@ import { create, type DescMessage, fromBinary, type MessageInitShape, toBinary }
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import * as grpc from "@grpc/grpc-js";
 import type { JobSpec } from "../../core/job.ts";
+import { mulberry32 } from "../../core/prng.ts";
 import {
   CancelJobRequestSchema,
   FetchResultRequestSchema,
@@ -39,16 +40,9 @@ import { ExecuteTaskRequestSchema } from "../../gen/lavie/v1/runner_pb.ts";
 
 /** mulberry32: a small seeded PRNG (uniform in [0, 1)). */
 export class Rng {
-  private s: number;
+  readonly next: () => number;
   constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = mulberry32(seed);
   }
   int(lo: number, hi: number): number {
     return lo + Math.floor(this.next() * (hi - lo + 1));

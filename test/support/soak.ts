@@ -21,6 +21,7 @@ import { LocalEngine } from "../../coordinator/engine.ts";
 import { runPlanLocally } from "../../coordinator/executor/local.ts";
 import { LavieError } from "../../core/errors.ts";
 import type { JobRequest } from "../../core/job.ts";
+import { mulberry32 } from "../../core/prng.ts";
 import { ensureModels } from "../../models/cache.ts";
 import { connectNats } from "../../transport/nats/connect.ts";
 import { NatsJobStore } from "../../transport/nats/kv.ts";
@@ -66,17 +67,6 @@ export interface SoakReport {
   /** RSS (MB) after each quarter of the jobs finished. */
   rssByQuarterMb: number[];
   durationMs: number;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function rssMb(pid: number | undefined, field: "VmRSS" | "VmHWM"): number {
