@@ -185,8 +185,9 @@ export class Coordinator {
     const verified = new VerifyingRunnerClient(client, tensors, {
       outputShape: plannedOutputShape(planInfoOf(models)),
     });
+    const log = (line: string) => process.stderr.write(`${new Date().toISOString()} coordinator: ${line}\n`);
     const dispatcher = new Dispatcher(runners, verified, {
-      log: (line) => process.stderr.write(`${new Date().toISOString()} coordinator: ${line}\n`),
+      log,
       ...opts.dispatcher,
       observer: opts.dispatcher?.observer ?? dispatchObserver(),
     });
@@ -205,6 +206,7 @@ export class Coordinator {
         ...(opts.keepTensors !== undefined && { keepTensors: opts.keepTensors }),
         onJobFinished: jobFinishedHook(),
         onRefused: admission.onRefused,
+        log,
       },
     );
     const server = new grpc.Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });

@@ -58,6 +58,8 @@ export interface JobManagerOptions {
   recentFinished?: number;
   /** Keep a succeeded job's intermediate tiles in the data plane (debugging, tests). */
   keepTensors?: boolean;
+  /** Operational log lines (a job record that could not be written); default none. */
+  log?(line: string): void;
   /** Called when admission control refuses a submit (metrics); must not throw. */
   onRefused?(queue: "tenant" | "global"): void;
   /** Called once when a job reaches a terminal state, with its submit-to-end latency (metrics). */
@@ -127,6 +129,7 @@ export class JobManager {
   private readonly keepTensors: boolean;
   private readonly onJobFinished: JobManagerOptions["onJobFinished"];
   private readonly onRefused: JobManagerOptions["onRefused"];
+  private readonly log: (line: string) => void;
 
   constructor(
     private readonly limits: ModelLimits,
@@ -143,6 +146,7 @@ export class JobManager {
     this.keepTensors = opts.keepTensors ?? false;
     this.onJobFinished = opts.onJobFinished;
     this.onRefused = opts.onRefused;
+    this.log = opts.log ?? (() => {});
   }
 
   /** Loads unfinished jobs from the job store and queues them again (after a restart). */
@@ -461,7 +465,14 @@ export class JobManager {
   private save(l: Live): Promise<void> {
     l.record.updatedMs = Date.now();
     const snapshot = structuredClone(l.record);
-    l.saving = l.saving.then(() => this.jobs.put(snapshot)).catch(() => {});
+    // The job goes on from memory; a later save carries this one's content. A record that cannot
+    // be written at all (e.g. over the NATS message limit) would not survive a restart: say so.
+    l.saving = l.saving
+      .then(() => this.jobs.put(snapshot))
+      .catch((err: unknown) => {
+        const e = LavieError.from(err);
+        this.log(`job ${snapshot.id}: record not saved (${e.code}): ${e.message}`);
+      });
     return l.saving;
   }
 
