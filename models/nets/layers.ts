@@ -36,7 +36,10 @@ export function conv2d(
   });
 }
 
-/** y = x W + b over the last axis (weights stored [din, dout], ready for MatMul). */
+/**
+ * y = x W^T + b over the last axis. The weight is stored as PyTorch stores it, [dout, din], so that
+ * checkpoints import unchanged; ONNX Runtime folds the constant Transpose when the session loads.
+ */
 export function linear(
   g: GraphBuilder,
   name: string,
@@ -47,8 +50,8 @@ export function linear(
 ): Value {
   return g.scope(name, () => {
     const bound = fanInBound(din) * (opts.scale ?? 1);
-    const w = g.param("weight", [din, dout], { kind: "uniform", bound });
-    const y = g.op("MatMul", [x, w]);
+    const w = g.param("weight", [dout, din], { kind: "uniform", bound });
+    const y = g.op("MatMul", [x, transpose(g, w, [1, 0])]);
     if (opts.bias === false) return y;
     return g.op("Add", [y, g.param("bias", [dout], { kind: "uniform", bound })]);
   });
@@ -68,6 +71,23 @@ export function groupNorm(
     const bias = g.param("bias", [channels], { kind: "zeros" });
     return g.op("GroupNormalization", [x, scale, bias], { num_groups: attr.i(groups), epsilon: attr.f(eps) });
   });
+}
+
+/**
+ * GroupNorm with statistics shared by all frames of a clip, as LaVie's 3-D resnets apply it to the
+ * 5-D [B, C, F, H, W] tensor: x is [B*F, C, H, W] (frames folded, b-major), `frames` a 1-D int64 [1].
+ */
+export function groupNormFrames(
+  g: GraphBuilder,
+  name: string,
+  x: Value,
+  frames: Value,
+  channels: number,
+  groups: number,
+  eps: number,
+): Value {
+  const clip = unfoldFrames(g, x, frames, channels); // [B, C, F, H, W]
+  return foldFrames(g, groupNorm(g, name, clip, channels, groups, eps), channels);
 }
 
 export function layerNorm(g: GraphBuilder, name: string, x: Value, dim: number, eps = 1e-5): Value {
@@ -158,18 +178,27 @@ export function resnet(
   temb: Value | null,
   cin: number,
   cout: number,
-  opts: { groups?: number; eps?: number; tembDim?: number; outScale?: number } = {},
+  opts: {
+    groups?: number;
+    eps?: number;
+    tembDim?: number;
+    outScale?: number;
+    /** Frames per clip: norm1/norm2 take statistics over the whole clip (LaVie's ResnetBlock3D). */
+    frames?: Value;
+  } = {},
 ): Value {
   const groups = opts.groups ?? 32;
   const eps = opts.eps ?? 1e-5;
+  const norm = (n: string, v: Value, c: number): Value =>
+    opts.frames ? groupNormFrames(g, n, v, opts.frames, c, groups, eps) : groupNorm(g, n, v, c, groups, eps);
   return g.scope(name, () => {
-    let h = silu(g, groupNorm(g, "norm1", x, cin, groups, eps));
+    let h = silu(g, norm("norm1", x, cin));
     h = conv2d(g, "conv1", h, cin, cout);
     if (temb && opts.tembDim) {
       const t = linear(g, "time_emb_proj", silu(g, temb), opts.tembDim, cout);
       h = g.op("Add", [h, g.op("Unsqueeze", [t, g.constI([2, 3])])]);
     }
-    h = silu(g, groupNorm(g, "norm2", h, cout, groups, eps));
+    h = silu(g, norm("norm2", h, cout));
     h = conv2d(g, "conv2", h, cout, cout, { scale: opts.outScale ?? 1 });
     const skip = cin === cout ? x : conv2d(g, "conv_shortcut", x, cin, cout, { k: 1 });
     return g.op("Add", [skip, h]);

@@ -177,11 +177,11 @@ function weights(g: GraphBuilder): Map<string, Float32Array> {
   return m;
 }
 
-/** x [L, din] times W [din, dout] (+ b) in float64. */
+/** x [L, din] times W^T, W [dout, din] as PyTorch stores it (+ b), in float64. */
 function matmul(x: number[][], w: Float32Array, dout: number, b?: Float32Array): number[][] {
   return x.map((row) =>
     Array.from({ length: dout }, (_, o) =>
-      row.reduce((acc, v, i) => acc + v * w[i * dout + o]!, b ? b[o]! : 0),
+      row.reduce((acc, v, i) => acc + v * w[o * row.length + i]!, b ? b[o]! : 0),
     ),
   );
 }

@@ -83,6 +83,17 @@ export interface GraphBuilderOptions {
   /** false: count parameters without allocating weights (the model cannot be serialized). */
   materialize?: boolean;
   docString?: string;
+  /**
+   * Where parameter values come from (an imported checkpoint). Without it parameters are seeded.
+   * Parameter names and shapes are the official state-dict keys and shapes (PyTorch layout).
+   */
+  weights?: WeightSource;
+}
+
+/** Parameter values by full name, e.g. an imported state dict. */
+export interface WeightSource {
+  /** The values of `name`, which must have exactly `shape`; throws a LavieError naming the key otherwise. */
+  take(name: string, shape: readonly number[]): Float32Array;
 }
 
 export interface ParamInfo {
@@ -95,6 +106,7 @@ export class GraphBuilder {
   readonly seed: number;
   readonly materialize: boolean;
   private readonly docString: string;
+  private readonly weights: WeightSource | undefined;
   private readonly nodes: NodeProto[] = [];
   private readonly initializers: TensorProto[] = [];
   private readonly inputs: ValueInfoProto[] = [];
@@ -112,6 +124,7 @@ export class GraphBuilder {
     this.seed = opts.seed;
     this.materialize = opts.materialize ?? true;
     this.docString = opts.docString ?? "";
+    this.weights = opts.weights;
   }
 
   /** Runs fn with names prefixed by `name.` (parameters) and `name/` (nodes). */
@@ -200,7 +213,9 @@ export class GraphBuilder {
     const count = shape.reduce((a, b) => a * b, 1);
     this.paramTotal += count;
     this.params.push({ name, shape: [...shape] });
-    if (this.materialize) {
+    if (this.materialize && this.weights) {
+      this.initializers.push(floatTensorProto(name, shape, this.weights.take(name, shape)));
+    } else if (this.materialize) {
       const data = new Float32Array(count);
       const rng = seedFromName(this.seed, name);
       switch (init.kind) {
