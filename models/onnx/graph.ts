@@ -35,6 +35,7 @@ import {
   type ValueInfoProto,
   ValueInfoProtoSchema,
 } from "../../gen/third_party/onnx/onnx_pb.ts";
+import { f32ToF16Bits } from "../checkpoint/dtypes.ts";
 import { normalFill, seedFromName, uniformFill } from "./init.ts";
 
 export const OPSET = 21;
@@ -88,6 +89,11 @@ export interface GraphBuilderOptions {
    * Parameter names and shapes are the official state-dict keys and shapes (PyTorch layout).
    */
   weights?: WeightSource;
+  /**
+   * Storage type of parameters. "float16" halves the files (for GPU runners): each parameter is stored
+   * as FLOAT16 and cast to float32 in the graph (ONNX Runtime folds the Cast when the session loads).
+   */
+  weightDtype?: "float32" | "float16";
 }
 
 /** Parameter values by full name, e.g. an imported state dict. */
@@ -107,6 +113,7 @@ export class GraphBuilder {
   readonly materialize: boolean;
   private readonly docString: string;
   private readonly weights: WeightSource | undefined;
+  private readonly weightDtype: "float32" | "float16";
   private readonly nodes: NodeProto[] = [];
   private readonly initializers: TensorProto[] = [];
   private readonly inputs: ValueInfoProto[] = [];
@@ -125,6 +132,7 @@ export class GraphBuilder {
     this.materialize = opts.materialize ?? true;
     this.docString = opts.docString ?? "";
     this.weights = opts.weights;
+    this.weightDtype = opts.weightDtype ?? "float32";
   }
 
   /** Runs fn with names prefixed by `name.` (parameters) and `name/` (nodes). */
@@ -214,7 +222,7 @@ export class GraphBuilder {
     this.paramTotal += count;
     this.params.push({ name, shape: [...shape] });
     if (this.materialize && this.weights) {
-      this.initializers.push(floatTensorProto(name, shape, this.weights.take(name, shape)));
+      this.initializers.push(this.paramTensor(name, shape, this.weights.take(name, shape)));
     } else if (this.materialize) {
       const data = new Float32Array(count);
       const rng = seedFromName(this.seed, name);
@@ -231,9 +239,22 @@ export class GraphBuilder {
         case "zeros":
           break;
       }
-      this.initializers.push(floatTensorProto(name, shape, data));
+      this.initializers.push(this.paramTensor(name, shape, data));
     }
+    if (this.weightDtype === "float16") return this.op("Cast", [new Value(name)], { to: attr.i(1) });
     return new Value(name);
+  }
+
+  private paramTensor(name: string, shape: readonly number[], data: Float32Array): TensorProto {
+    if (this.weightDtype === "float32") return floatTensorProto(name, shape, data);
+    const half = new Uint16Array(data.length);
+    for (let i = 0; i < data.length; i++) half[i] = f32ToF16Bits(data[i]!);
+    return create(TensorProtoSchema, {
+      name,
+      dims: shape.map(BigInt),
+      dataType: TensorProto_DataType.FLOAT16,
+      rawData: new Uint8Array(half.buffer),
+    });
   }
 
   /** A float32 constant (not a parameter: not counted, always materialized). */
