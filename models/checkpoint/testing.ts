@@ -1,0 +1,80 @@
+/**
+ * Test helpers that build archives and pickles byte by byte, so the specs can hand the readers
+ * exactly the (often hostile) files they need.
+ */
+import { crc32, deflateRawSync } from "node:zlib";
+
+export interface ZipInput {
+  name: string;
+  data: Uint8Array;
+  /** 0 = stored (default), 8 = deflate. */
+  method?: 0 | 8;
+}
+
+/** A ZIP archive; with zip64 the end record defers to a ZIP64 record and every size sits in an extra field. */
+export function buildZip(inputs: readonly ZipInput[], opts: { zip64?: boolean } = {}): Buffer {
+  const parts: Buffer[] = [];
+  const central: Buffer[] = [];
+  let offset = 0;
+  for (const e of inputs) {
+    const name = Buffer.from(e.name);
+    const method = e.method ?? 0;
+    const body = method === 8 ? deflateRawSync(e.data) : Buffer.from(e.data);
+    const crc = crc32(e.data) >>> 0;
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(opts.zip64 ? 45 : 20, 4);
+    local.writeUInt16LE(method, 8);
+    local.writeUInt32LE(crc, 14);
+    local.writeUInt32LE(body.length, 18);
+    local.writeUInt32LE(e.data.length, 22);
+    local.writeUInt16LE(name.length, 26);
+    parts.push(local, name, body);
+    const extra = Buffer.alloc(opts.zip64 ? 28 : 0);
+    if (opts.zip64) {
+      extra.writeUInt16LE(1, 0);
+      extra.writeUInt16LE(24, 2);
+      extra.writeBigUInt64LE(BigInt(e.data.length), 4);
+      extra.writeBigUInt64LE(BigInt(body.length), 12);
+      extra.writeBigUInt64LE(BigInt(offset), 20);
+    }
+    const c = Buffer.alloc(46);
+    c.writeUInt32LE(0x02014b50, 0);
+    c.writeUInt16LE(opts.zip64 ? 45 : 20, 4);
+    c.writeUInt16LE(opts.zip64 ? 45 : 20, 6);
+    c.writeUInt16LE(method, 10);
+    c.writeUInt32LE(crc, 16);
+    c.writeUInt32LE(opts.zip64 ? 0xffffffff : body.length, 20);
+    c.writeUInt32LE(opts.zip64 ? 0xffffffff : e.data.length, 24);
+    c.writeUInt16LE(name.length, 28);
+    c.writeUInt16LE(extra.length, 30);
+    c.writeUInt32LE(opts.zip64 ? 0xffffffff : offset, 42);
+    central.push(c, name, extra);
+    offset += local.length + name.length + body.length;
+  }
+  const cd = Buffer.concat(central);
+  const end: Buffer[] = [];
+  if (opts.zip64) {
+    const rec = Buffer.alloc(56);
+    rec.writeUInt32LE(0x06064b50, 0);
+    rec.writeBigUInt64LE(44n, 4);
+    rec.writeUInt16LE(45, 12);
+    rec.writeUInt16LE(45, 14);
+    rec.writeBigUInt64LE(BigInt(inputs.length), 24);
+    rec.writeBigUInt64LE(BigInt(inputs.length), 32);
+    rec.writeBigUInt64LE(BigInt(cd.length), 40);
+    rec.writeBigUInt64LE(BigInt(offset), 48);
+    const loc = Buffer.alloc(20);
+    loc.writeUInt32LE(0x07064b50, 0);
+    loc.writeBigUInt64LE(BigInt(offset + cd.length), 8);
+    loc.writeUInt32LE(1, 16);
+    end.push(rec, loc);
+  }
+  const eocd = Buffer.alloc(22);
+  eocd.writeUInt32LE(0x06054b50, 0);
+  eocd.writeUInt16LE(opts.zip64 ? 0xffff : inputs.length, 8);
+  eocd.writeUInt16LE(opts.zip64 ? 0xffff : inputs.length, 10);
+  eocd.writeUInt32LE(opts.zip64 ? 0xffffffff : cd.length, 12);
+  eocd.writeUInt32LE(opts.zip64 ? 0xffffffff : offset, 16);
+  return Buffer.concat([...parts, cd, ...end, eocd]);
+}
