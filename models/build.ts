@@ -27,6 +27,7 @@ import { buildVaeDecoder, buildVaeEncoder } from "./nets/vae.ts";
 import {
   NETWORK_IDS,
   NETWORK_KINDS,
+  type NetworkConfig,
   type NetworkId,
   networkConfig,
   networkContract,
@@ -184,30 +185,43 @@ async function writeNetwork(
   seed: number,
   threshold: number,
 ): Promise<{ entry: NetworkEntry; result: BuiltNetwork }> {
-  const kind = NETWORK_KINDS[id];
   const g = buildNetwork(preset, id, { seed });
+  const meta = { "lavie.preset": preset.name, "lavie.seed": String(seed) };
+  return writeNetworkGraph(g, id, networkConfig(preset, id), outDir, {
+    threshold,
+    seed: networkSeed(seed, id),
+    metadata: meta,
+  });
+}
+
+/**
+ * Writes a built network (seeded or imported weights) as <id>.onnx (+ <id>.onnx.data above
+ * `threshold` weight bytes) and returns its manifest entry.
+ */
+export async function writeNetworkGraph(
+  g: GraphBuilder,
+  id: NetworkId,
+  config: NetworkConfig,
+  outDir: string,
+  opts: { threshold: number; seed: number | null; metadata: Record<string, string>; bytesPerParam?: number },
+): Promise<{ entry: NetworkEntry; result: BuiltNetwork }> {
+  const kind = NETWORK_KINDS[id];
   const onnxPath = `${id}.onnx`;
   const dataPath = `${id}.onnx.data`;
-  const external = g.parameterCount * 4 > threshold;
-  const model = g.toModel({
-    "lavie.network": id,
-    "lavie.kind": kind,
-    "lavie.preset": preset.name,
-    "lavie.seed": String(seed),
-  });
+  const external = g.parameterCount * (opts.bytesPerParam ?? 4) > opts.threshold;
+  const model = g.toModel({ "lavie.network": id, "lavie.kind": kind, ...opts.metadata });
   const s = serializeModel(model, external ? { externalDataFile: dataPath } : {});
   const file: FileEntry = { path: onnxPath, ...(await writeChunks(join(outDir, onnxPath), [s.onnx])) };
   let externalData: FileEntry | null = null;
   if (external) externalData = { path: dataPath, ...(await writeChunks(join(outDir, dataPath), s.data)) };
   else await rm(join(outDir, dataPath), { force: true });
-  const config = networkConfig(preset, id);
   const contract = networkContract(kind, config);
   const entry: NetworkEntry = {
     kind,
     file,
     externalData,
     parameters: g.parameterCount,
-    seed: networkSeed(seed, id),
+    seed: opts.seed,
     inputs: contract.inputs.map((t) => ({ ...t, shape: [...t.shape] })),
     outputs: contract.outputs.map((t) => ({ ...t, shape: [...t.shape] })),
     config,
