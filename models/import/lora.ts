@@ -164,3 +164,25 @@ export function parseLoraSpec(spec: string, field = "lora"): { file: string; sca
     });
   return { file, scale };
 }
+
+/**
+ * Merges every pair of `target` into `state` (in place) and returns the keys it changed, sorted.
+ * A pair whose key is not in `state` is an error naming it.
+ */
+export function applyLora(
+  file: string,
+  state: Map<string, FloatTensor>,
+  pairs: readonly LoraPair[],
+  target: LoraTarget,
+  scale: number,
+): string[] {
+  const changed: string[] = [];
+  for (const p of pairs) {
+    if (p.target !== target) continue;
+    const w = state.get(p.key);
+    if (!w) throw loraError(file, p.key, "its weight is not in the checkpoint");
+    state.set(p.key, mergePair(file, w, p, scale));
+    changed.push(p.key);
+  }
+  return changed;
+}
