@@ -152,7 +152,7 @@ export const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 
 
 /** A copy of `bytes` in a fresh, aligned buffer, byte-swapped per item on big-endian hosts. */
 function nativeCopy(bytes: Uint8Array, itemSize: number): ArrayBuffer {
-  const copy = bytes.slice();
+  const copy = new Uint8Array(bytes); // a copy in its own buffer (Buffer#slice would be a view)
   if (!LITTLE_ENDIAN && itemSize > 1) {
     for (let i = 0; i < copy.length; i += itemSize) copy.subarray(i, i + itemSize).reverse();
   }

@@ -78,3 +78,48 @@ export function buildZip(inputs: readonly ZipInput[], opts: { zip64?: boolean } 
   eocd.writeUInt32LE(opts.zip64 ? 0xffffffff : offset, 16);
   return Buffer.concat([...parts, cd, ...end, eocd]);
 }
+
+/** Assembles a pickle opcode by opcode (protocol 2 unless changed). */
+export class PickleWriter {
+  private readonly parts: Buffer[] = [Buffer.from([0x80, 2])];
+
+  op(...bytes: number[]): this {
+    this.parts.push(Buffer.from(bytes));
+    return this;
+  }
+
+  str(s: string): this {
+    const b = Buffer.from(s);
+    const len = Buffer.alloc(4);
+    len.writeUInt32LE(b.length);
+    return this.op(0x58).raw(len).raw(b);
+  }
+
+  int(n: number): this {
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(n);
+    return this.op(0x4a).raw(b);
+  }
+
+  /** GLOBAL module\nname\n */
+  global(module: string, name: string): this {
+    return this.op(0x63).raw(Buffer.from(`${module}\n${name}\n`));
+  }
+
+  /** MARK, the items, TUPLE */
+  tuple(fill: (w: this) => void): this {
+    this.op(0x28);
+    fill(this);
+    return this.op(0x74);
+  }
+
+  raw(b: Uint8Array): this {
+    this.parts.push(Buffer.from(b));
+    return this;
+  }
+
+  /** STOP and the bytes. */
+  done(): Buffer {
+    return Buffer.concat([...this.parts, Buffer.from([0x2e])]);
+  }
+}

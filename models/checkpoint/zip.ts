@@ -75,7 +75,7 @@ export class ZipArchive {
     }
     if (offset === 0 && length === e.size) return this.read(name);
     if (e.method === 0) return this.file.read((await this.dataOffset(e)) + offset, length);
-    return (await this.read(name)).slice(offset, offset + length);
+    return new Uint8Array((await this.read(name)).subarray(offset, offset + length));
   }
 
   private inflate(e: ZipEntry, raw: Uint8Array): Uint8Array {
