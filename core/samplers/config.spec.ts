@@ -36,6 +36,12 @@ test("defaults follow diffusers (clipSample off); Euler defaults to linspace", (
   });
   assert.equal(resolveSamplerConfig({ sampler: "euler" }).timestepSpacing, "linspace");
   assert.equal(planSampler({ sampler: "ddpm", numInferenceSteps: 1000 }).steps.length, 1000);
+  const r = resolveSamplerConfig({ sampler: "respaced_ddim", eta: 0.3 });
+  assert.deepEqual([r.timestepSpacing, r.eta], ["respaced", 0.3]);
+  // resolving a resolved config is the identity (manifests store resolved configs)
+  assert.deepEqual(resolveSamplerConfig(r), r);
+  // offsets only matter to DDIM: DDPM ignores it, so 1000 DDPM steps with offset 1 are fine
+  assert.equal(planSampler({ sampler: "ddpm", numInferenceSteps: 1000, stepsOffset: 1 }).timesteps[0], 999);
 });
 
 test("invalid configs throw invalidArgument naming the field and what is allowed", () => {
@@ -47,6 +53,8 @@ test("invalid configs throw invalidArgument naming the field and what is allowed
   rejects({ sampler: "ddim", eta: -0.1 }, "eta", "[0, 1]");
   rejects({ sampler: "ddim", eta: 1.5 }, "eta", "[0, 1]");
   rejects({ sampler: "ddpm", eta: 0.5 }, "eta", "ddim");
+  rejects({ sampler: "respaced_ddim", timestepSpacing: "leading" }, "timestepSpacing", '"respaced"');
+  rejects({ sampler: "ddim", timestepSpacing: "respaced" }, "timestepSpacing", '"respaced_ddim"');
   rejects({ sampler: "ddim", betaSchedule: "cosine" }, "betaSchedule", '"linear", "scaled_linear"');
   rejects({ sampler: "ddim", predictionType: "sample" }, "predictionType", '"epsilon", "v_prediction"');
   rejects({ sampler: "ddim", timestepSpacing: "karras" }, "timestepSpacing", '"leading"');

@@ -5,12 +5,13 @@
  * Defaults are the diffusers class defaults, except clipSample (off; diffusers defaults it on, but every
  * LaVie/SD scheduler config turns it off):
  *   numTrainTimesteps 1000, betaSchedule "linear", betaStart 1e-4, betaEnd 0.02, numInferenceSteps 50,
- *   predictionType "epsilon", timestepSpacing "leading" (DDPM/DDIM) or "linspace" (Euler, as diffusers 0.16),
- *   stepsOffset 0, clipSample false, clipSampleRange 1, setAlphaToOne true, eta 0.
+ *   predictionType "epsilon", timestepSpacing "leading" (DDPM/DDIM), "linspace" (Euler, as diffusers 0.16)
+ *   or "respaced" (respaced_ddim, its only spacing), stepsOffset 0, clipSample false, clipSampleRange 1,
+ *   setAlphaToOne true, eta 0.
  * The LaVie stage presets (presets.ts) override these with the values LaVie inherits from its scheduler configs.
  */
 import { invalidArgument } from "../errors.ts";
-import type { SamplerConfig, SamplerConfigInput, SamplerName } from "./types.ts";
+import type { SamplerConfig, SamplerConfigInput, SamplerName, TimestepSpacing } from "./types.ts";
 import { BETA_SCHEDULES, PREDICTION_TYPES, SAMPLER_NAMES, TIMESTEP_SPACINGS } from "./types.ts";
 
 export function oneOf<T extends string>(field: string, value: unknown, allowed: readonly T[]): T {
@@ -36,6 +37,13 @@ export function finiteInRange(
   if (typeof value === "number" && Number.isFinite(value) && value >= min && value <= max) return value;
   throw invalidArgument(field, `must be ${what ?? `a number in [${min}, ${max}]`}; got ${show(value)}`);
 }
+
+const DEFAULT_SPACING: Readonly<Record<SamplerName, TimestepSpacing>> = {
+  ddpm: "leading",
+  ddim: "leading",
+  euler: "linspace",
+  respaced_ddim: "respaced",
+};
 
 function bool(field: string, value: unknown): boolean {
   if (typeof value === "boolean") return value;
@@ -66,14 +74,23 @@ export function resolveSamplerConfig(input: SamplerConfigInput): SamplerConfig {
     numTrainTimesteps,
   );
   const predictionType = oneOf("predictionType", input.predictionType ?? "epsilon", PREDICTION_TYPES);
-  const defaultSpacing = sampler === "euler" ? "linspace" : "leading";
+  const defaultSpacing = DEFAULT_SPACING[sampler];
   const timestepSpacing = oneOf(
     "timestepSpacing",
     input.timestepSpacing ?? defaultSpacing,
     TIMESTEP_SPACINGS,
   );
+  if ((sampler === "respaced_ddim") !== (timestepSpacing === "respaced")) {
+    throw invalidArgument(
+      "timestepSpacing",
+      sampler === "respaced_ddim"
+        ? `must be "respaced" for sampler "respaced_ddim"; got "${timestepSpacing}"`
+        : `"respaced" is only used by sampler "respaced_ddim"; "${sampler}" allows "leading", "trailing", "linspace"`,
+    );
+  }
   const stepsOffset = intInRange("stepsOffset", input.stepsOffset ?? 0, 0, numTrainTimesteps - 1);
-  if (timestepSpacing === "leading") {
+  // Only DDIM applies the offset (diffusers 0.16 DDPMScheduler has none).
+  if (sampler === "ddim" && timestepSpacing === "leading") {
     const top = (numInferenceSteps - 1) * Math.floor(numTrainTimesteps / numInferenceSteps) + stepsOffset;
     if (top > numTrainTimesteps - 1) {
       throw invalidArgument(
@@ -91,11 +108,13 @@ export function resolveSamplerConfig(input: SamplerConfigInput): SamplerConfig {
     "a positive number",
   );
   if (clipSample && sampler === "euler") {
-    throw invalidArgument("clipSample", 'is only supported by "ddpm" and "ddim"');
+    throw invalidArgument("clipSample", 'is only supported by "ddpm", "ddim" and "respaced_ddim"');
   }
   const setAlphaToOne = bool("setAlphaToOne", input.setAlphaToOne ?? true);
   const eta = finiteInRange("eta", input.eta ?? 0, 0, 1);
-  if (eta !== 0 && sampler !== "ddim") throw invalidArgument("eta", 'must be 0 unless sampler is "ddim"');
+  if (eta !== 0 && sampler !== "ddim" && sampler !== "respaced_ddim") {
+    throw invalidArgument("eta", 'must be 0 unless sampler is "ddim" or "respaced_ddim"');
+  }
   return {
     sampler,
     numTrainTimesteps,

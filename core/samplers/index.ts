@@ -3,7 +3,7 @@
  *
  * Usage (one denoising run over a latent `x`, or over any chunk/patch of it: steps are elementwise):
  *
- *   const plan = planSampler(stageSamplerConfig("base"));            // DDPM, 50 steps, t = 981 .. 1
+ *   const plan = planSampler(stageSamplerConfig("base"));            // DDPM, 50 steps, t = 980 .. 0
  *   const { guidanceScale } = stagePreset("base");
  *   let x = scale(initialNoise, plan.initNoiseSigma);
  *   for (const step of plan.steps) {
@@ -28,7 +28,14 @@ export { cfgCombine, cfgCombineBatched, validateGuidanceScale } from "./guidance
 export { planSampler } from "./plan.ts";
 export type { StageName, StagePreset } from "./presets.ts";
 export { STAGE_NAMES, STAGE_PRESETS, stagePreset, stageSamplerConfig } from "./presets.ts";
-export { alphasCumprod, betas, sigmaAt, spacedTimesteps } from "./schedule.ts";
+export {
+  alphasCumprod,
+  betas,
+  respacedAlphasCumprod,
+  respacedTimesteps,
+  sigmaAt,
+  spacedTimesteps,
+} from "./schedule.ts";
 export type {
   BetaSchedule,
   NoiseSchedule,

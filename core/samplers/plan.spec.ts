@@ -71,11 +71,12 @@ for (const pt of ["epsilon", "v_prediction"] as const) {
   });
 
   test(`DDPM (${pt}) with a perfect model ends at x0; the variance term uses the caller's noise`, () => {
+    // diffusers 0.16 DDPMScheduler has no steps_offset: 980..0, and the t = 0 step adds no noise
     const plan = planSampler({ sampler: "ddpm", stepsOffset: 1, predictionType: pt });
-    assert.deepEqual([plan.timesteps[0], plan.timesteps.at(-1)], [981, 1]);
-    let x: Float32Array = noised(981);
+    assert.deepEqual([plan.timesteps[0], plan.timesteps.at(-1)], [980, 0]);
+    let x: Float32Array = noised(980);
     for (const step of plan.steps) {
-      assert.equal(step.needsNoise, true);
+      assert.equal(step.needsNoise, step.timestep > 0);
       x = applyStep(step.coef, x, oracle(x, ac[step.timestep]!, v), normals(N, 100 + step.index));
     }
     assert.ok(maxDiff(x, x0) < 1e-4);
@@ -168,4 +169,41 @@ test("chunk equivalence: stepping halves (in place) == stepping the whole, bit f
     }
     assert.deepEqual(parts, whole, String(cfg.sampler));
   }
+});
+
+test("respaced DDIM (LaVie interpolation): original timesteps, exact trajectory, ends at x0", () => {
+  const plan = planSampler({ sampler: "respaced_ddim" });
+  assert.deepEqual(plan.timesteps.slice(0, 3), [999, 979, 958]);
+  assert.deepEqual(plan.timesteps.slice(-2), [20, 0]);
+  assert.equal(plan.initNoiseSigma, 1);
+  let x: Float32Array = noised(999);
+  for (const step of plan.steps) {
+    assert.equal(step.needsNoise, false);
+    assert.equal(step.inputScale, 1);
+    x = applyStep(step.coef, x, eps); // the true noise: every step lands on the next kept timestep
+    const next = plan.steps[step.index + 1];
+    if (next) assert.ok(maxDiff(x, noised(next.timestep)) < 1e-4, `step ${step.index}`);
+  }
+  assert.ok(maxDiff(x, x0) < 1e-4); // the step from t = 0 goes to alpha-bar 1: x0 itself
+});
+
+test("respaced DDIM with clipping re-derives eps from the clipped x0; eta adds noise except at t = 0", () => {
+  const plan = planSampler({ sampler: "respaced_ddim", numInferenceSteps: 4, clipSample: true, eta: 0.5 });
+  assert.deepEqual(plan.timesteps, [999, 666, 333, 0]);
+  assert.deepEqual(
+    plan.steps.map((s) => s.needsNoise),
+    [true, true, true, false],
+  );
+  const step = plan.steps[1]!;
+  const [ab, abp] = [ac[666]!, ac[333]!]; // equal to the chain's alpha-bars up to rounding
+  const sigma = 0.5 * Math.sqrt((1 - abp) / (1 - ab)) * Math.sqrt(1 - ab / abp);
+  const [s, m, z] = [normals(N, 12), normals(N, 13), normals(N, 14)];
+  const want = Float32Array.from(s, (si, i) => {
+    const x0c = Math.min(1, Math.max(-1, (si - Math.sqrt(1 - ab) * m[i]!) / Math.sqrt(ab)));
+    const e = (si - Math.sqrt(ab) * x0c) / Math.sqrt(1 - ab);
+    return Math.sqrt(abp) * x0c + Math.sqrt(1 - abp - sigma * sigma) * e + sigma * z[i]!;
+  });
+  assert.ok(maxDiff(applyStep(step.coef, s, m, z), want) < 1e-5);
+  const last = plan.steps[3]!;
+  assert.deepEqual(applyStep(last.coef, s, m), predictOriginal(last.coef, s, m));
 });

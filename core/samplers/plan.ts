@@ -1,10 +1,11 @@
 /**
  * planSampler: the per-step scalar coefficients of DDPM, DDIM and Euler discrete, following the step()
  * functions of diffusers 0.16 (DDPMScheduler with variance_type "fixed_small", DDIMScheduler,
- * EulerDiscreteScheduler with s_churn = 0). The data-dependent part is applyStep in apply.ts.
+ * EulerDiscreteScheduler with s_churn = 0), and of LaVie's respaced DDIM (interpolation stage).
+ * The data-dependent part is applyStep in apply.ts. Checked against test/golden/samplers (golden.spec.ts).
  */
 import { resolveSamplerConfig } from "./config.ts";
-import { alphasCumprod, sigmaAt, spacedTimesteps } from "./schedule.ts";
+import { alphasCumprod, respacedAlphasCumprod, sigmaAt, spacedTimesteps } from "./schedule.ts";
 import type {
   SamplerConfig,
   SamplerConfigInput,
@@ -61,6 +62,26 @@ function ddimStep(c: SamplerConfig, ac: Float64Array, t: number): StepCoefficien
   };
 }
 
+/**
+ * LaVie's respaced DDIM step between chain alpha-bars ab -> abPrev (1 after the last kept step). As in
+ * the reference, the direction term uses epsilon re-derived from the (possibly clipped) x0, so
+ *   prev = sqrt(abPrev) x0 + dir (sample - sqrt(ab) x0) / sqrt(1 - ab) + sigma noise,
+ *   sigma = eta sqrt((1 - abPrev) / (1 - ab)) sqrt(1 - ab / abPrev),  dir = sqrt(1 - abPrev - sigma^2);
+ * without clipping this equals sqrt(abPrev) x0 + dir eps.
+ */
+function respacedDdimStep(c: SamplerConfig, ab: number, abPrev: number): StepCoefficients {
+  const sigma = c.eta * Math.sqrt((1 - abPrev) / (1 - ab)) * Math.sqrt(1 - ab / abPrev);
+  const dir = Math.sqrt(Math.max(0, 1 - abPrev - sigma * sigma));
+  const sb = Math.sqrt(1 - ab);
+  return {
+    ...x0Coefs(c, ab),
+    prevX0: Math.sqrt(abPrev) - (dir * Math.sqrt(ab)) / sb,
+    prevSample: dir / sb,
+    prevModel: 0,
+    noiseScale: sigma,
+  };
+}
+
 /** Euler in sigma space: x0 = sample - sigma*eps (or the v form); prev = sample + (sample - x0)/sigma * dt. */
 function eulerStep(c: SamplerConfig, sigma: number, sigmaNext: number): StepCoefficients {
   const s2 = sigma * sigma + 1;
@@ -81,7 +102,7 @@ export function planSampler(input: SamplerConfigInput): SamplerPlan {
     config.numTrainTimesteps,
     config.numInferenceSteps,
     config.timestepSpacing,
-    config.stepsOffset,
+    config.sampler === "ddim" ? config.stepsOffset : 0,
     !isEuler,
   );
   const steps: SamplerStep[] = [];
@@ -100,6 +121,15 @@ export function planSampler(input: SamplerConfigInput): SamplerPlan {
         coef,
         needsNoise: false,
       });
+    });
+  } else if (config.sampler === "respaced_ddim") {
+    // timesteps are the kept ones, descending; the chain index of step i is n - 1 - i.
+    const chain = respacedAlphasCumprod(ac, [...timesteps].reverse());
+    const n = timesteps.length;
+    timesteps.forEach((t, i) => {
+      const k = n - 1 - i;
+      const coef = respacedDdimStep(config, chain[k]!, k > 0 ? chain[k - 1]! : 1);
+      steps.push({ index: i, timestep: t, inputScale: 1, coef, needsNoise: coef.noiseScale !== 0 });
     });
   } else {
     timesteps.forEach((t, i) => {

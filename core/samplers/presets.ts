@@ -1,8 +1,14 @@
 /**
- * LaVie's per-stage sampling defaults. The scheduler fields not set in LaVie's own code come from the
- * scheduler_config.json it loads (SD1.4 for base/interpolation, x4-upscaler for VSR): steps_offset 1,
- * set_alpha_to_one false, clip_sample false. timestepSpacing is left to the sampler's default, so switching
- * the base stage to "euler" gives diffusers 0.16 Euler (linspace, offset unused).
+ * LaVie's per-stage sampling defaults (checked against the reference schedulers by golden.spec.ts).
+ * - base: diffusers 0.16 schedulers from SD1.4's scheduler_config.json (steps_offset 1, set_alpha_to_one
+ *   false, clip_sample false) with LaVie's linear 1e-4..0.02 betas. DDPM is the default and ignores the
+ *   offset (50 steps: 980, 960, ..., 0); switching to "ddim" applies it (981, ..., 1); "euler" uses
+ *   diffusers 0.16 linspace timesteps (999, 978.61..., ..., 0, fractional).
+ * - interpolation: LaVie's own respaced DDIM (no diffusers scheduler): kept timesteps 999, 979, 958, ...,
+ *   20, 0 of a linear 1e-4..0.02 chain, eta 0, no clipping, ending at alpha-bar 1.
+ * - vsr: diffusers 0.16 DDIMScheduler from the x4 upscaler's config with beta_schedule set to linear
+ *   (steps_offset 1, set_alpha_to_one false, clip_sample false, v-prediction): 981, 961, ..., 1.
+ * timestepSpacing is left to the sampler's default so that overriding the sampler stays coherent.
  */
 
 import { VSR_NOISE_AUG_SCHEDULE, VSR_NOISE_LEVEL } from "./augment.ts";
@@ -45,9 +51,9 @@ export const STAGE_PRESETS: Readonly<Record<StageName, StagePreset>> = {
   interpolation: {
     stage: "interpolation",
     sampler: {
-      sampler: "ddim",
+      sampler: "respaced_ddim",
       ...LINEAR,
-      ...SD_SCHEDULER,
+      clipSample: false,
       predictionType: "epsilon",
       numInferenceSteps: 50,
       eta: 0,

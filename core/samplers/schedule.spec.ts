@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { alphasCumprod, betas, roundHalfEven, sigmaAt, spacedTimesteps } from "./schedule.ts";
+import {
+  alphasCumprod,
+  betas,
+  respacedAlphasCumprod,
+  respacedTimesteps,
+  roundHalfEven,
+  sigmaAt,
+  spacedTimesteps,
+} from "./schedule.ts";
 import type { NoiseSchedule } from "./types.ts";
 
 const LINEAR: NoiseSchedule = {
@@ -76,4 +84,30 @@ test("sigmaAt interpolates sigma linearly between integer timesteps", () => {
   close(sigmaAt(ac, 10), sig(10), 0);
   close(sigmaAt(ac, 10.25), 0.75 * sig(10) + 0.25 * sig(11), 1e-15);
   close(sigmaAt(ac, 999), sig(999), 0);
+});
+
+test("respaced timesteps (LaVie interpolation): accumulated stride, half to even", () => {
+  const ts50 = respacedTimesteps(1000, 50);
+  assert.deepEqual(ts50.slice(0, 6), [0, 20, 41, 61, 82, 102]);
+  assert.deepEqual(ts50.slice(-3), [958, 979, 999]);
+  // stride 41.625: 166.5 -> 166 and 499.5 -> 500 (exact halves, half to even)
+  const ts25 = respacedTimesteps(1000, 25);
+  assert.deepEqual([ts25[4], ts25[12], ts25.at(-1)], [166, 500, 999]);
+  // stride 49.95: ten additions give 499.49999..., not 10 * 49.95 = 499.5 (which would round to 500)
+  assert.equal(respacedTimesteps(1000, 21)[10], 499);
+  assert.deepEqual(respacedTimesteps(1000, 4), [0, 333, 666, 999]);
+  assert.deepEqual(respacedTimesteps(1000, 1), [0]);
+  assert.deepEqual(spacedTimesteps(1000, 4, "respaced", 1, true), [999, 666, 333, 0]);
+});
+
+test("respaced alpha-bars are the kept alpha-bars, recomputed through the thinned chain", () => {
+  const ac = alphasCumprod(LINEAR);
+  const kept = respacedTimesteps(1000, 50);
+  const chain = respacedAlphasCumprod(ac, kept);
+  for (const [k, t] of kept.entries()) close(chain[k]!, ac[t]!, 1e-14 * ac[t]!, `chain[${k}]`);
+  const all = respacedAlphasCumprod(
+    ac,
+    Array.from({ length: 1000 }, (_, i) => i),
+  );
+  close(all[999]!, ac[999]!, 1e-12 * ac[999]!);
 });

@@ -42,6 +42,7 @@ export function roundHalfEven(x: number): number {
  * - "trailing": round(arange(N, 0, -N / n)) - 1                                  (offset not applied)
  * - "linspace": linspace(0, N - 1, n) reversed; rounded when `integer`, else kept fractional
  *               (diffusers 0.16 EulerDiscreteScheduler keeps fractional timesteps)  (offset not applied)
+ * - "respaced": respacedTimesteps(N, n) reversed (LaVie's interpolation sampler)   (offset not applied)
  */
 export function spacedTimesteps(
   numTrainTimesteps: number,
@@ -53,6 +54,7 @@ export function spacedTimesteps(
   const N = numTrainTimesteps;
   const n = numInferenceSteps;
   const out: number[] = [];
+  if (spacing === "respaced") return respacedTimesteps(N, n).reverse();
   if (spacing === "leading") {
     const ratio = Math.floor(N / n);
     for (let i = n - 1; i >= 0; i--) out.push(i * ratio + stepsOffset);
@@ -66,6 +68,42 @@ export function spacedTimesteps(
       out.push(integer ? roundHalfEven(t) : t);
     }
   }
+  return out;
+}
+
+/**
+ * Ascending timesteps kept when thinning an N-step chain to n steps (guided-diffusion's single-section
+ * respacing, which LaVie's interpolation stage uses): the i-th is round-half-even of a position that
+ * grows by (N - 1) / (n - 1) per step by repeated float addition (not i * stride: the two differ at
+ * exact halves, e.g. for n = 21). N = 1000, n = 50: 0, 20, 41, 61, 82, ..., 979, 999.
+ */
+export function respacedTimesteps(numTrainTimesteps: number, numInferenceSteps: number): number[] {
+  const n = numInferenceSteps;
+  const stride = n <= 1 ? 1 : (numTrainTimesteps - 1) / (n - 1);
+  const out: number[] = [];
+  let position = 0;
+  for (let i = 0; i < n; i++) {
+    out.push(roundHalfEven(position));
+    position += stride;
+  }
+  return out;
+}
+
+/**
+ * Alpha-bars of the thinned chain over `kept` (ascending): its betas are 1 - ab[k] / ab[previous kept]
+ * (previous = 1 before the first), and its alpha-bars the running product of (1 - beta), in the same
+ * float64 operations as the reference, so the chain equals ab[kept] only up to rounding.
+ */
+export function respacedAlphasCumprod(ac: Float64Array, kept: readonly number[]): Float64Array {
+  const out = new Float64Array(kept.length);
+  let previous = 1;
+  let acc = 1;
+  kept.forEach((t, k) => {
+    const beta = 1 - ac[t]! / previous;
+    previous = ac[t]!;
+    acc *= 1 - beta;
+    out[k] = acc;
+  });
   return out;
 }
 
