@@ -2,7 +2,38 @@
  * Test helpers that build archives and pickles byte by byte, so the specs can hand the readers
  * exactly the (often hostile) files they need.
  */
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { crc32, deflateRawSync } from "node:zlib";
+import type { TensorData } from "./dtypes.ts";
+
+/** test/golden/checkpoint_fixtures, written by python/lavie_ref/golden/checkpoint_fixtures.py. */
+export const FIXTURES = join(
+  dirname(fileURLToPath(import.meta.url)),
+  "..",
+  "..",
+  "test",
+  "golden",
+  "checkpoint_fixtures",
+);
+
+export interface Expected {
+  dtype: string;
+  shape: number[];
+  /** Row-major values as float32 numbers; int64 as decimal strings. */
+  values: (number | string)[];
+}
+
+/** expected.json: file -> key -> Expected (nested files: file -> entry -> key -> Expected). */
+export function expected(): Record<string, Record<string, Expected & Record<string, Expected>>> {
+  return JSON.parse(readFileSync(join(FIXTURES, "expected.json"), "utf-8"));
+}
+
+/** Decoded values in the form expected.json uses. */
+export function valuesOf(data: TensorData): (number | string)[] {
+  return Array.from(data as ArrayLike<number | bigint>, (v) => (typeof v === "bigint" ? String(v) : v));
+}
 
 export interface ZipInput {
   name: string;
@@ -95,10 +126,16 @@ export class PickleWriter {
     return this.op(0x58).raw(len).raw(b);
   }
 
+  /** BININT, or LONG1 with 8 bytes beyond 32 bits. */
   int(n: number): this {
-    const b = Buffer.alloc(4);
-    b.writeInt32LE(n);
-    return this.op(0x4a).raw(b);
+    if (n >= -(2 ** 31) && n < 2 ** 31) {
+      const b = Buffer.alloc(4);
+      b.writeInt32LE(n);
+      return this.op(0x4a).raw(b);
+    }
+    const b = Buffer.alloc(8);
+    b.writeBigInt64LE(BigInt(n));
+    return this.op(0x8a, 8).raw(b);
   }
 
   /** GLOBAL module\nname\n */
@@ -111,6 +148,13 @@ export class PickleWriter {
     this.op(0x28);
     fill(this);
     return this.op(0x74);
+  }
+
+  /** A tuple of ints. */
+  ints(values: readonly number[]): this {
+    return this.tuple((w) => {
+      for (const v of values) w.int(v);
+    });
   }
 
   raw(b: Uint8Array): this {
