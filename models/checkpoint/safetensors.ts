@@ -105,7 +105,9 @@ export async function readSafetensors(path: string): Promise<SafetensorsContents
     });
   }
   checkOverlaps(spans, path);
-  return { tensors, metadata };
+  // JSON object order is not reliable in JavaScript (integer-like keys come first): use data order.
+  const order = spans.sort((a, b) => a.begin - b.begin || a.end - b.end || (a.key < b.key ? -1 : 1));
+  return { tensors: new Map(order.map((s) => [s.key, tensors.get(s.key)!])), metadata };
 }
 
 function checkMetadata(entry: unknown, bad: (m: string) => LavieError): Record<string, string> {
