@@ -130,8 +130,8 @@ function stage(
   if (typeof eta !== "number" || !(eta >= 0 && eta <= 1)) {
     throw invalidArgument(`${name}.eta`, `must be a number in [0, 1], got ${JSON.stringify(eta)}`);
   }
-  if (eta > 0 && sampler !== "ddim")
-    throw invalidArgument(`${name}.eta`, "eta > 0 is only allowed with the ddim sampler");
+  if (eta > 0 && sampler !== "ddim" && sampler !== "respaced_ddim")
+    throw invalidArgument(`${name}.eta`, "eta > 0 is only allowed with the ddim and respaced_ddim samplers");
   return {
     steps: int(`${name}.steps`, req.steps ?? defaultSteps, 1, MAX_STEPS),
     guidance,

@@ -87,9 +87,9 @@ function addJobOptions(cmd: Command): Command {
     .addOption(numOption("--guidance <g>", "base guidance scale (LaVie: 7.5)"))
     .addOption(numOption("--interp-guidance <g>", "interpolation guidance scale (4.0)"))
     .addOption(numOption("--vsr-guidance <g>", "super-resolution guidance scale (5.0)"))
-    .addOption(new Option("--sampler <name>", "base sampler: ddpm, ddim, euler"))
-    .addOption(new Option("--interp-sampler <name>", "interpolation sampler"))
-    .addOption(new Option("--vsr-sampler <name>", "super-resolution sampler"))
+    .addOption(new Option("--sampler <name>", "base sampler: ddpm (LaVie), ddim, euler, respaced_ddim"))
+    .addOption(new Option("--interp-sampler <name>", "interpolation sampler (LaVie: respaced_ddim)"))
+    .addOption(new Option("--vsr-sampler <name>", "super-resolution sampler (LaVie: ddim)"))
     .addOption(new Option("--negative-prompt <text>", "base stage negative prompt"))
     .addOption(
       intOption("--interp-chunk <frames>", "interpolate in frame chunks of this size (0 = whole sequence)"),

@@ -947,9 +947,9 @@ export const JobStateSchema: GenEnum<JobState> = /*@__PURE__*/
  * The client API of the coordinator.
  *
  * Validation (answered with INVALID_ARGUMENT naming the field): prompt non-empty, at most 2000
- * characters, valid UTF-8; steps 1..1000; guidance 0..100; sampler one of ddpm, ddim, euler; height
- * and width multiples of the models' divisors; chunk and patch sizes within the video; idempotency
- * key at most 128 characters. Unknown job ids are answered with NOT_FOUND.
+ * characters, valid UTF-8; steps 1..1000; guidance 0..100; sampler one of ddpm, ddim, euler,
+ * respaced_ddim (LaVie's interpolation sampler); height and width multiples of the models'
+ * divisors; chunk and patch sizes within the video; idempotency key at most 128 characters. Unknown job ids are answered with NOT_FOUND.
  *
  * Authentication (when the coordinator has API keys or JWT configured): every call carries
  * "authorization: Bearer <api key or JWT>" metadata; missing or invalid credentials are answered
