@@ -6,9 +6,25 @@
  * await writeTokenizerJson("out/tiny/tokenizer.json", { vocabSize: TOKENIZER_VOCAB_SIZES.tiny });
  * const tok = await loadTokenizer("out/tiny/tokenizer.json");
  * const { ids, truncated, tokenCount } = tok.encode("a cat playing piano"); // ids: BigInt64Array(77)
- * const uncond = tok.encode(""); // [bos, eos, eos, ...] for classifier-free guidance
+ * const uncond = tok.encode(""); // [bos, eos, pad, ...] for classifier-free guidance
+ *
+ * Published checkpoints: a HuggingFace CLIPTokenizer folder -> tokenizer.json text for a model directory
+ * const text = await tokenizerJsonFromHfFolder("stable-diffusion-x4-upscaler/tokenizer");
+ * // from file contents: clipTokenizerJsonFromFiles({ vocabJson, mergesTxt, specialTokensMap, tokenizerConfig })
+ * // the real CLIP vocabulary, no download: await bundledClipVocabFiles() -> { vocabJson, mergesTxt }
  */
 export { BYTE_SYMBOLS, BYTE_TO_SYMBOL, toByteSymbols } from "./bytes.ts";
+export type { ClipVocabFiles } from "./clip_vocab.ts";
+export {
+  bundledClipVocabFiles,
+  CLIP_BPE_FILE,
+  CLIP_MERGE_COUNT,
+  CLIP_VOCAB_SIZE,
+  clipVocabFilesFromBpe,
+  readClipBpe,
+} from "./clip_vocab.ts";
+export type { ClipTokenizerFileNames, ClipTokenizerFiles } from "./convert.ts";
+export { clipTokenizerJsonFromFiles } from "./convert.ts";
 export { BUILTIN_CORPUS } from "./corpus.ts";
 export type { GenerateOptions } from "./generate.ts";
 export {
@@ -24,5 +40,6 @@ export {
   trainBpe,
   writeTokenizerJson,
 } from "./generate.ts";
+export { HF_TOKENIZER_FILES, tokenizerJsonFromHfFolder } from "./hf_folder.ts";
 export type { ClipTokenizer, EncodedPrompt, LoadTokenizerOptions } from "./tokenizer.ts";
 export { CONTEXT_LENGTH, loadTokenizer } from "./tokenizer.ts";
