@@ -150,8 +150,14 @@ export function f32ToF16Bits(x: number): number {
 
 export const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** A copy of `bytes` in a fresh, aligned buffer, byte-swapped per item on big-endian hosts. */
-function nativeCopy(bytes: Uint8Array, itemSize: number): ArrayBuffer {
+/**
+ * `bytes` as a native-endian buffer of its own: a copy (byte-swapped on big-endian hosts), or, when
+ * the caller hands over a freshly read array that spans its whole buffer, that buffer itself.
+ */
+function nativeBuffer(bytes: Uint8Array, itemSize: number, owned: boolean): ArrayBuffer {
+  if (owned && LITTLE_ENDIAN && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) {
+    return bytes.buffer as ArrayBuffer;
+  }
   const copy = new Uint8Array(bytes); // a copy in its own buffer (Buffer#slice would be a view)
   if (!LITTLE_ENDIAN && itemSize > 1) {
     for (let i = 0; i < copy.length; i += itemSize) copy.subarray(i, i + itemSize).reverse();
@@ -159,16 +165,23 @@ function nativeCopy(bytes: Uint8Array, itemSize: number): ArrayBuffer {
   return copy.buffer;
 }
 
-/** Decodes little-endian bytes of `dtype` (length a multiple of the item size). */
-export function decode(bytes: Uint8Array, dtype: Dtype): TensorData {
-  const buf = nativeCopy(bytes, ITEM_SIZE[dtype]);
+/**
+ * Decodes little-endian bytes of `dtype` (length a multiple of the item size). With `owned`, the
+ * result may share memory with `bytes` (for arrays the caller will not use again).
+ */
+export function decode(bytes: Uint8Array, dtype: Dtype, owned = false): TensorData {
+  const buf = nativeBuffer(bytes, ITEM_SIZE[dtype], owned);
   switch (dtype) {
     case "F32":
       return new Float32Array(buf);
     case "F64":
       return Float32Array.from(new Float64Array(buf));
-    case "F16":
-      return Float32Array.from(new Uint16Array(buf), (h) => F16_TABLE[h]!);
+    case "F16": {
+      const src = new Uint16Array(buf);
+      const out = new Float32Array(src.length);
+      for (let i = 0; i < src.length; i++) out[i] = F16_TABLE[src[i]!]!;
+      return out;
+    }
     case "BF16": {
       const src = new Uint16Array(buf);
       const out = new Float32Array(src.length);
@@ -198,14 +211,14 @@ export function toFloat32(data: TensorData): Float32Array {
   return out;
 }
 
-/** Builds the three read methods of a TensorRecord from a function returning its raw bytes. */
+/** Builds the three read methods of a TensorRecord from a function returning fresh raw bytes on each call. */
 export function readers(
   dtype: Dtype,
   readBytes: () => Promise<Uint8Array>,
 ): Pick<TensorRecord, "read" | "readFloat32" | "readBytes"> {
   return {
     readBytes,
-    read: async () => decode(await readBytes(), dtype),
-    readFloat32: async () => toFloat32(decode(await readBytes(), dtype)),
+    read: async () => decode(await readBytes(), dtype, true),
+    readFloat32: async () => toFloat32(decode(await readBytes(), dtype, true)),
   };
 }

@@ -3,8 +3,11 @@
  * path, size and modification time; tensor data is read later, each read opening the file again and
  * refusing a file that changed in between (its offsets would no longer mean anything).
  */
+import { constants } from "node:buffer";
 import { open, stat } from "node:fs/promises";
 import { LavieError } from "../../core/errors.ts";
+
+const MAX_LENGTH = constants.MAX_LENGTH;
 
 export class RangeFile {
   private constructor(
@@ -36,6 +39,13 @@ export class RangeFile {
     if (offset + length > this.size) {
       throw this.corrupt(
         `byte range ${offset}..${offset + length} is past the end of the file (${this.size} bytes)`,
+      );
+    }
+    if (length > MAX_LENGTH) {
+      throw new LavieError(
+        "failed_precondition",
+        `${this.path}: a ${length}-byte read is larger than one JavaScript buffer can hold (${MAX_LENGTH} bytes)`,
+        { field: this.path },
       );
     }
     const out = new Uint8Array(length);

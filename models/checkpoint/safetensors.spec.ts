@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { appendFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { LavieError } from "../../core/errors.ts";
-import { f32ToF16Bits } from "./dtypes.ts";
+import { decode, f32ToF16Bits } from "./dtypes.ts";
 import { readSafetensors, writeSafetensors } from "./safetensors.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lavie-safetensors-"));
@@ -189,4 +189,25 @@ test("writeSafetensors refuses data that does not match the shape or dtype", asy
     writeSafetensors(path, new Map([["w", { dtype: "I64", shape: [2], data: new Float32Array(2) }]])),
     /needs 2 values in a BigInt64Array/,
   );
+});
+
+test("decode copies Buffer views at odd offsets instead of reading their pooled buffer", () => {
+  const pooled = Buffer.alloc(9);
+  pooled.writeFloatLE(1.5, 1);
+  pooled.writeFloatLE(-2, 5);
+  assert.deepEqual(decode(pooled.subarray(1), "F32"), Float32Array.from([1.5, -2]));
+  assert.deepEqual(decode(pooled.subarray(1, 5), "F32", true), Float32Array.from([1.5]));
+});
+
+test("a tensor larger than one JavaScript buffer is refused on read, not crashed on", async () => {
+  const size = 2 ** 32 + 8;
+  const path = file({ big: { dtype: "U8", shape: [size], data_offsets: [0, size] } });
+  truncateSync(path, statSync(path).size + size); // sparse: no disk space is used
+  const { tensors } = await readSafetensors(path);
+  await assert.rejects(tensors.get("big")!.read(), (err: unknown) => {
+    assert.ok(err instanceof LavieError);
+    assert.equal(err.code, "failed_precondition");
+    assert.match(err.message, /a 4294967304-byte read is larger than one JavaScript buffer can hold/);
+    return true;
+  });
 });
