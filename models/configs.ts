@@ -5,15 +5,26 @@
  * levels, layers and heads.
  */
 
+import type { WeightSource } from "./onnx/graph.ts";
+
+/** Hugging Face CLIPTextModel (transformers CLIPTextConfig); field names in the comments. */
 export interface TextEncoderConfig {
+  /** vocab_size */
   vocabSize: number;
-  /** Token positions (77 for CLIP). */
+  /** max_position_embeddings: token positions (77 for CLIP; the contract fixes 77). */
   positions: number;
+  /** hidden_size */
   width: number;
+  /** num_hidden_layers */
   layers: number;
+  /** num_attention_heads */
   heads: number;
+  /** intermediate_size */
   mlp: number;
+  /** hidden_act: quick_gelu (CLIP ViT-L/14, SD 1.x) or exact erf gelu (OpenCLIP-H, SD 2.x / x4 upscaler). */
   activation: "quick_gelu" | "gelu";
+  /** layer_norm_eps of every LayerNorm (1e-5 in both published encoders). */
+  layerNormEps: number;
 }
 
 export interface TemporalAttentionConfig {
@@ -55,14 +66,20 @@ export interface UNetConfig {
   temporalModules: boolean;
 }
 
+/** diffusers AutoencoderKL (DownEncoderBlock2D / UpDecoderBlock2D, SiLU); config.json names in the comments. */
 export interface VaeConfig {
+  /** latent_channels (4; the contract fixes 4). */
   latentChannels: number;
-  /** Encoder widths low -> high; the decoder runs them in reverse. Upsampling = 2^(levels-1). */
+  /** block_out_channels: encoder widths low -> high; the decoder runs them in reverse. Upsampling = 2^(levels-1). */
   blockChannels: number[];
-  /** Resnets per encoder level (decoder levels have one more). */
+  /** layers_per_block: resnets per encoder level (decoder levels have one more). */
   layersPerBlock: number;
+  /** norm_num_groups of every GroupNorm (eps is fixed at 1e-6 in diffusers' Encoder/Decoder). */
   groups: number;
-  /** Latents are multiplied by this after encoding and divided by it before decoding. */
+  /**
+   * Latents are multiplied by this after encoding and divided by it before decoding: 0.18215 for the
+   * SD VAE (LaVie's base and interpolation code hard-code it), 0.08333 for the x4 upscaler's VAE.
+   */
   scalingFactor: number;
 }
 
@@ -72,4 +89,6 @@ export interface BuildOptions {
   seed: number;
   /** false: count parameters only (no weights allocated; the full-size preset). */
   materialize?: boolean;
+  /** Parameter values from an imported checkpoint (official state-dict keys); seeded when absent. */
+  weights?: WeightSource;
 }

@@ -62,7 +62,9 @@ export function contractFor(
     case "vae_encoder":
       return {
         inputs: [{ name: "sample", dtype: "float32", shape: ["N", 3, "H", "W"] }],
-        // mean and log-variance concatenated on channels (diffusers DiagonalGaussian "moments")
+        // The moments (diffusers latent_dist.parameters, optimum's latent_parameters): mean (channels
+        // 0-3) ‖ log-variance (4-7, unclamped); users clamp the log-variance to [-30, 20] as diffusers'
+        // DiagonalGaussianDistribution does (models/nets/vae.ts splitMoments).
         outputs: [{ name: "latent_parameters", dtype: "float32", shape: ["N", 8, "H/8", "W/8"] }],
       };
   }

@@ -108,6 +108,9 @@ test("lavie parameter counts: CLIP ViT-L/14 text 123,060,480; x4-upscaler (OpenC
   assert.equal(clip.parameterCount, 123_060_480);
   const vsr = buildTextEncoder(lavie.vsrText, { seed: 0, materialize: false });
   assert.equal(vsr.parameterCount, 340_387_840);
+  // transformers 4.28.1 state dicts: 197 and 373 keys, of which text_model.embeddings.position_ids is a buffer.
+  assert.equal(clip.parameters.length, 196);
+  assert.equal(vsr.parameters.length, 372);
   const names = new Set(clip.parameters.map((p) => p.name));
   for (const n of [
     "text_model.embeddings.token_embedding.weight",
@@ -120,8 +123,27 @@ test("lavie parameter counts: CLIP ViT-L/14 text 123,060,480; x4-upscaler (OpenC
     assert.ok(names.has(n), `missing parameter ${n}`);
 });
 
+test("the config's LayerNorm eps is used by every LayerNorm", async () => {
+  const cfg = getPreset("tiny").clipText;
+  const run = async (layerNormEps: number) => {
+    const s = await ort.InferenceSession.create(
+      serializeModel(buildTextEncoder({ ...cfg, layerNormEps }, { seed: 1 }).toModel()).onnx,
+      SESSION,
+    );
+    return (await encode(s, ids(1, cfg.vocabSize))).data as Float32Array;
+  };
+  const [a, b] = [await run(1e-5), await run(1e-1)];
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+  assert.ok(diff > 1e-3, `eps 1e-5 vs 1e-1 changed the output by only ${diff}`);
+});
+
 test("invalid text encoder configs are rejected", () => {
   const cfg = getPreset("tiny").clipText;
-  assert.throws(() => buildTextEncoder({ ...cfg, positions: 64 }, { seed: 0 }), /positions must be 77/);
+  assert.throws(() => buildTextEncoder({ ...cfg, positions: 64 }, { seed: 0 }), /positions: must be 77/);
   assert.throws(() => buildTextEncoder({ ...cfg, heads: 3 }, { seed: 0 }), /not divisible/);
+  assert.throws(
+    () => buildTextEncoder({ ...cfg, layerNormEps: 0 }, { seed: 0 }),
+    /layerNormEps: must be > 0/,
+  );
 });

@@ -1,30 +1,39 @@
 /**
- * CLIP text transformer (Hugging Face CLIPTextModel) as an ONNX graph:
+ * CLIP text transformer, as Hugging Face transformers 4.28.1 CLIPTextModel computes it, as an ONNX graph:
  *
- *   input_ids [B,77] int64 -> token embedding + position embedding
- *     -> layers x (LN -> causal multi-head self-attention (q/k/v/out with bias) -> +;
- *                  LN -> fc1 -> quick_gelu | gelu -> fc2 -> +)
- *     -> final LayerNorm -> last_hidden_state [B,77,width]
+ *   input_ids [B,77] int64 -> token_embedding[ids] + position_embedding[0..76]
+ *     -> layers x (x + out_proj(attn(layer_norm1(x)));  x + fc2(act(fc1(layer_norm2(x)))))
+ *     -> final_layer_norm -> last_hidden_state [B,77,width]
+ *
+ * Attention: q/k/v/out projections with bias, q scaled by head_dim^-0.5, causal mask (a token sees
+ * itself and earlier tokens), softmax, no padding mask: LaVie calls the model with input_ids only
+ * (base/ and interpolation/ models/clip.py take `last_hidden_state`; the VSR pipeline's _encode_prompt
+ * takes `outputs[0]`, the same tensor, and passes no mask since the config has no use_attention_mask).
+ * Position ids are 0..76: the state dict's `text_model.embeddings.position_ids` buffer is not a
+ * parameter here (the importer checks and skips it). LayerNorm eps is the config's layer_norm_eps.
  *
  * Both text encoders of the cascade use it:
- * - base / interpolation: CLIP ViT-L/14 text (width 768, 12 layers, quick_gelu), 123,060,480 parameters.
- * - VSR: the x4 upscaler's text encoder, OpenCLIP ViT-H/14 text with its last layer dropped (width 1024,
- *   23 of 24 layers, exact gelu), 340,387,840 parameters. The diffusers upscaler pipeline uses
- *   `last_hidden_state` of that 23-layer CLIPTextModel, i.e. the penultimate OpenCLIP layer's output
- *   *followed by the final LayerNorm* — the same as ldm's FrozenOpenCLIPEmbedder(layer="penultimate"),
- *   which applies ln_final after stopping one layer early. So `layers: 23` with the final LN is exact.
+ * - base / interpolation: stable-diffusion-v1-4/text_encoder, CLIP ViT-L/14 text (width 768, 12 layers,
+ *   12 heads, quick_gelu), 123,060,480 parameters.
+ * - VSR: stable-diffusion-x4-upscaler/text_encoder, OpenCLIP ViT-H/14 text with its last layer dropped
+ *   (width 1024, 23 layers, 16 heads, exact erf gelu), 340,387,840 parameters. `last_hidden_state` of that
+ *   23-layer model is the penultimate OpenCLIP layer followed by the final LayerNorm, as SD 2 trained it.
  *
- * Parameter names follow the HF state dict (text_model.encoder.layers.N.self_attn.q_proj.weight, ...);
- * linear weights are stored [in, out] (transposed from PyTorch).
+ * Parameter names and shapes are the state-dict keys (text_model.encoder.layers.N.self_attn.q_proj.weight
+ * [out, in], ...), so an imported checkpoint maps one to one.
  */
 
+import { invalidArgument } from "../../core/errors.ts";
 import type { BuildOptions, TextEncoderConfig } from "../configs.ts";
 import { contractFor } from "../contract.ts";
 import { attr, GraphBuilder, type Value } from "../onnx/graph.ts";
-import { sdpa } from "./attention.ts";
-import { gelu, layerNorm, linear, quickGelu, reshape, transpose } from "./layers.ts";
+import { sdpa, splitHeads } from "./attention.ts";
+import { gelu, layerNorm, linear, quickGelu } from "./layers.ts";
 
-/** Additive causal mask value: large and finite, so softmax never sees inf - inf. */
+/**
+ * Additive causal mask value. transformers fills with float32's minimum; any value this negative gives
+ * the same softmax (exp underflows to exactly 0) and stays finite when added to the logits.
+ */
 export const MASK_VALUE = -1e9;
 
 /** [L, L] additive causal mask: 0 on and below the diagonal, MASK_VALUE above it. */
@@ -37,13 +46,15 @@ export function causalMask(length: number): Float32Array {
 function validate(cfg: TextEncoderConfig): void {
   const fixed = contractFor("text_encoder").inputs[0]!.shape[1];
   if (cfg.positions !== fixed)
-    throw new Error(`text encoder: positions must be ${fixed}, got ${cfg.positions}`);
-  if (cfg.width % cfg.heads !== 0)
-    throw new Error(`text encoder: width ${cfg.width} is not divisible by heads ${cfg.heads}`);
-  if (cfg.layers < 1) throw new Error(`text encoder: layers must be >= 1, got ${cfg.layers}`);
+    throw invalidArgument("text encoder positions", `must be ${fixed} (the contract), got ${cfg.positions}`);
+  if (cfg.layers < 1) throw invalidArgument("text encoder layers", `must be >= 1, got ${cfg.layers}`);
+  if (cfg.heads < 1 || cfg.width % cfg.heads !== 0)
+    throw invalidArgument("text encoder heads", `width ${cfg.width} is not divisible by heads ${cfg.heads}`);
+  if (!(cfg.layerNormEps > 0))
+    throw invalidArgument("text encoder layerNormEps", `must be > 0, got ${cfg.layerNormEps}`);
 }
 
-/** CLIP self-attention: q/k/v/out projections all with bias, additive mask on the logits. */
+/** CLIPAttention: q/k/v/out projections with bias, additive causal mask on the logits. */
 function selfAttention(
   g: GraphBuilder,
   x: Value,
@@ -53,16 +64,13 @@ function selfAttention(
 ): Value {
   const d = cfg.width / cfg.heads;
   return g.scope("self_attn", () => {
-    const split = (name: string) =>
-      transpose(g, reshape(g, linear(g, name, x, cfg.width, cfg.width), [0, 0, cfg.heads, d]), [0, 2, 1, 3]);
-    const q = split("q_proj");
-    const k = split("k_proj");
-    const v = split("v_proj");
-    const o = sdpa(g, q, k, v, cfg.heads, d, mask);
+    const heads = (name: string) => splitHeads(g, linear(g, name, x, cfg.width, cfg.width), cfg.heads, d);
+    const o = sdpa(g, heads("q_proj"), heads("k_proj"), heads("v_proj"), cfg.heads, d, mask);
     return linear(g, "out_proj", o, cfg.width, cfg.width, { scale: outScale });
   });
 }
 
+/** CLIPEncoderLayer: pre-norm attention and MLP, each with a residual. */
 function encoderLayer(
   g: GraphBuilder,
   x: Value,
@@ -70,9 +78,10 @@ function encoderLayer(
   mask: Value,
   outScale: number,
 ): Value {
-  const h = selfAttention(g, layerNorm(g, "layer_norm1", x, cfg.width), cfg, mask, outScale);
+  const eps = cfg.layerNormEps;
+  const h = selfAttention(g, layerNorm(g, "layer_norm1", x, cfg.width, eps), cfg, mask, outScale);
   x = g.op("Add", [x, h]);
-  const normed = layerNorm(g, "layer_norm2", x, cfg.width);
+  const normed = layerNorm(g, "layer_norm2", x, cfg.width, eps);
   const m = g.scope("mlp", () => {
     const a = linear(g, "fc1", normed, cfg.width, cfg.mlp);
     const act = cfg.activation === "quick_gelu" ? quickGelu(g, a) : gelu(g, a);
@@ -91,10 +100,12 @@ export function buildTextEncoder(cfg: TextEncoderConfig, opts: BuildOptions): Gr
     name: "text_encoder",
     seed: opts.seed,
     materialize: opts.materialize ?? true,
+    weights: opts.weights,
     docString: `CLIP text encoder: width ${cfg.width}, ${cfg.layers} layers, ${cfg.heads} heads, ${cfg.activation}`,
   });
   const ids = g.input(input.name, "int64", input.shape);
-  // Residual branches scaled by 1/sqrt(2 * layers) keep seeded (untrained) activations near unit scale.
+  // Seeded (untrained) weights only: residual branches start scaled by 1/sqrt(2 * layers) so that
+  // activations stay near unit scale. Imported weights are used as they are.
   const outScale = 1 / Math.sqrt(2 * cfg.layers);
   const hidden = g.scope("text_model", () => {
     let x = g.scope("embeddings", () => {
@@ -113,7 +124,7 @@ export function buildTextEncoder(cfg: TextEncoderConfig, opts: BuildOptions): Gr
         x = g.scope(`layers.${i}`, () => encoderLayer(g, x, cfg, mask, outScale));
       }
     });
-    return layerNorm(g, "final_layer_norm", x, cfg.width);
+    return layerNorm(g, "final_layer_norm", x, cfg.width, cfg.layerNormEps);
   });
   g.output(hidden, output.name, "float32", output.shape);
   return g;

@@ -4,7 +4,7 @@ import * as ort from "onnxruntime-node";
 import { GraphBuilder } from "../onnx/graph.ts";
 import { serializeModel } from "../onnx/serialize.ts";
 import { getPreset } from "../presets.ts";
-import { buildVaeDecoder, buildVaeEncoder, downsample } from "./vae.ts";
+import { buildVaeDecoder, buildVaeEncoder, downsample, splitMoments } from "./vae.ts";
 
 const SESSION: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 2, interOpNumThreads: 1 };
 
@@ -138,12 +138,17 @@ test("lavie parameter counts: SD VAE decoder 49,490,199 + encoder 34,163,664 = 8
   assert.equal(enc.parameterCount, 34_163_664);
   // Derived from the x4 upscaler's VAE config (widths 128, 256, 512; 2 layers per block; same blocks).
   assert.equal(buildVaeDecoder(lavie.x4Vae, o, "x4_vae_decoder").parameterCount, 32_965_399);
+  // diffusers 0.16.0 state dicts: SD VAE 248 keys (decoder half 140, encoder half 108), x4 VAE decoder half 114.
+  assert.equal(dec.parameters.length, 140);
+  assert.equal(enc.parameters.length, 108);
+  assert.equal(buildVaeDecoder(lavie.x4Vae, o, "x4_vae_decoder").parameters.length, 114);
   const names = new Set(dec.parameters.map((p) => p.name));
   for (const n of [
     "post_quant_conv.weight",
     "decoder.conv_in.weight",
-    "decoder.mid_block.attentions.0.to_q.bias",
-    "decoder.mid_block.attentions.0.to_out.0.weight",
+    "decoder.mid_block.attentions.0.query.bias",
+    "decoder.mid_block.attentions.0.group_norm.weight",
+    "decoder.mid_block.attentions.0.proj_attn.weight",
     "decoder.up_blocks.2.resnets.0.conv_shortcut.weight",
     "decoder.up_blocks.2.upsamplers.0.conv.weight",
     "decoder.conv_norm_out.weight",
@@ -151,6 +156,21 @@ test("lavie parameter counts: SD VAE decoder 49,490,199 + encoder 34,163,664 = 8
     assert.ok(names.has(n), `missing parameter ${n}`);
   assert.ok(enc.parameters.some((p) => p.name === "encoder.down_blocks.0.downsamplers.0.conv.weight"));
   assert.ok(enc.parameters.some((p) => p.name === "quant_conv.bias"));
+  assert.ok(enc.parameters.some((p) => p.name === "encoder.mid_block.attentions.0.proj_attn.bias"));
+});
+
+test("splitMoments: mean as is, log-variance clamped to [-30, 20], per image", () => {
+  // [N=2, 2*latent=4, 1, 2]: image 0 = mean [1,2,3,4], logvar [-50,50,19.5,-29.5]; image 1 = ...
+  const moments = Float32Array.from([1, 2, 3, 4, -50, 50, 19.5, -29.5, 5, 6, 7, 8, 0, -1, 20, -30]);
+  const { mean, logvar, shape } = splitMoments(moments, [2, 4, 1, 2]);
+  assert.deepEqual(shape, [2, 2, 1, 2]);
+  assert.deepEqual(Array.from(mean), [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.deepEqual(Array.from(logvar), [-30, 20, 19.5, -29.5, 0, -1, 20, -30]);
+  assert.throws(
+    () => splitMoments(moments, [2, 3, 1, 2]),
+    /latent_parameters: expected \[N, 2\*latent, h, w\]/,
+  );
+  assert.throws(() => splitMoments(moments, [1, 4, 1, 2]), /got shape \[1,4,1,2\]/);
 });
 
 test("VAE configs whose level count does not match the contracted factor are rejected", () => {
