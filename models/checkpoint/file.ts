@@ -26,8 +26,9 @@ export class RangeFile {
         cause: err,
       });
     }
-    if (!st.isFile())
+    if (!st.isFile()) {
       throw new LavieError("invalid_argument", `${path}: not a regular file`, { field: path });
+    }
     return new RangeFile(path, st.size, st.mtimeMs);
   }
 

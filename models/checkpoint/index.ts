@@ -88,8 +88,9 @@ function selectStateDict(root: unknown, path: string, entry: string | undefined)
 function tensorsOf(dict: Map<unknown, unknown>, where: string): Map<string, TensorRecord> {
   const out = new Map<string, TensorRecord>();
   for (const [key, value] of dict) {
-    if (typeof key !== "string")
+    if (typeof key !== "string") {
       throw new LavieError("failed_precondition", `${where}: key ${describe(key)} is not a string`);
+    }
     if (!(value instanceof TorchTensor)) {
       throw new LavieError(
         "failed_precondition",
@@ -169,8 +170,9 @@ async function readSharded(dir: string, indexPath: string): Promise<Map<string, 
     throw bad(`not valid JSON (${(err as Error).message})`);
   }
   const map = (index as { weight_map?: unknown } | null)?.weight_map;
-  if (map === null || typeof map !== "object" || Array.isArray(map))
+  if (map === null || typeof map !== "object" || Array.isArray(map)) {
     throw bad("weight_map must be an object");
+  }
   const byShard = new Map<string, string[]>();
   for (const [key, shard] of Object.entries(map)) {
     if (typeof shard !== "string" || !/^[\w][\w.-]*$/.test(shard) || shard.endsWith(".index.json")) {

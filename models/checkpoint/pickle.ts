@@ -1,7 +1,7 @@
 /**
  * A data-only unpickler for what torch.save writes (pickle protocols 2 to 5). Nothing from the file
  * is ever executed: GLOBAL resolves only an allow-list of container and tensor-rebuilding names,
- * each emulated here in a few lines; anything else is refused with the name it asked for.
+ * each emulated in pickle_globals.ts; anything else is refused with the name it asked for.
  *
  * Python values become: None -> null, bool -> boolean, int -> number (bigint beyond 2^53), float ->
  * number, str -> string, bytes -> Uint8Array, list -> array, tuple -> frozen array, dict and
@@ -10,137 +10,10 @@
  * memo can never outgrow the pickle itself, and every length is checked against the bytes left.
  */
 import { LavieError } from "../../core/errors.ts";
-import { type Dtype, describe } from "./dtypes.ts";
+import { describe } from "./dtypes.ts";
+import { AllowedGlobal, Namespace, resolveGlobal, type UnpickleHooks } from "./pickle_globals.ts";
 
-/** A torch.*Storage class named by a pickle (torch uses it as a tag in persistent ids). */
-export class StorageType {
-  constructor(
-    readonly name: string,
-    readonly dtype: Dtype,
-  ) {}
-}
-
-/** A torch dtype object such as torch.float16. */
-export class TorchDtype {
-  constructor(
-    readonly name: string,
-    readonly dtype: Dtype,
-  ) {}
-}
-
-/** The attributes of an argparse.Namespace (training scripts often save their arguments). */
-export class Namespace {
-  readonly attrs = new Map<string, unknown>();
-}
-
-export interface UnpickleHooks {
-  /** Resolves a BINPERSID id (torch: ('storage', StorageType, key, location, numel)). */
-  persistentLoad(pid: unknown): unknown;
-  /** torch._utils._rebuild_tensor(_v2): a tensor view on a storage. */
-  rebuildTensor(storage: unknown, storageOffset: unknown, size: unknown, stride: unknown): unknown;
-}
-
-/** An allowed global: what calling it (REDUCE) or instantiating it (NEWOBJ) produces. */
-interface Global {
-  readonly qualname: string;
-  call?(args: readonly unknown[], hooks: UnpickleHooks): unknown;
-  newobj?(args: readonly unknown[]): unknown;
-}
-
-const STORAGES: Record<string, Dtype> = {
-  FloatStorage: "F32",
-  HalfStorage: "F16",
-  BFloat16Storage: "BF16",
-  DoubleStorage: "F64",
-  LongStorage: "I64",
-  IntStorage: "I32",
-  ShortStorage: "I16",
-  CharStorage: "I8",
-  ByteStorage: "U8",
-  BoolStorage: "BOOL",
-};
-
-const TORCH_DTYPES: Record<string, Dtype> = {
-  float32: "F32",
-  float: "F32",
-  float16: "F16",
-  half: "F16",
-  bfloat16: "BF16",
-  float64: "F64",
-  double: "F64",
-  int64: "I64",
-  long: "I64",
-  int32: "I32",
-  int: "I32",
-  int16: "I16",
-  short: "I16",
-  int8: "I8",
-  uint8: "U8",
-  bool: "BOOL",
-};
-
-function pairsToMap(items: unknown): Map<unknown, unknown> {
-  const m = new Map<unknown, unknown>();
-  if (items === undefined) return m;
-  if (!Array.isArray(items)) throw new Error(`expects a list of pairs, got ${describe(items)}`);
-  for (const kv of items) {
-    if (!Array.isArray(kv) || kv.length !== 2)
-      throw new Error(`expects (key, value) pairs, got ${describe(kv)}`);
-    m.set(kv[0], kv[1]);
-  }
-  return m;
-}
-
-const rebuild = (a: readonly unknown[], h: UnpickleHooks) => h.rebuildTensor(a[0], a[1], a[2], a[3]);
-const first = (a: readonly unknown[]) => a[0];
-const toSet = (a: readonly unknown[]) => {
-  if (a[0] !== undefined && !Array.isArray(a[0])) throw new Error(`expects a list, got ${describe(a[0])}`);
-  return new Set(a[0] ?? []);
-};
-
-/** The allow-list, by "module name". Parameters rebuild to their plain tensor. */
-const ALLOWED = new Map<string, Omit<Global, "qualname">>([
-  ["collections OrderedDict", { call: (a) => pairsToMap(a[0]), newobj: () => new Map() }],
-  ["torch._utils _rebuild_tensor_v2", { call: rebuild }],
-  ["torch._utils _rebuild_tensor", { call: rebuild }],
-  ["torch._utils _rebuild_parameter", { call: first }],
-  ["torch._utils _rebuild_parameter_with_state", { call: first }],
-  ["builtins set", { call: toSet }],
-  ["builtins frozenset", { call: toSet }],
-  ["argparse Namespace", { newobj: () => new Namespace() }],
-  ["_codecs encode", { call: encodeLatin1 }],
-]);
-
-function encodeLatin1(a: readonly unknown[]): Uint8Array {
-  if (typeof a[0] !== "string" || (a[1] !== "latin1" && a[1] !== "latin-1")) {
-    throw new Error("only _codecs.encode(str, 'latin1') (bytes in protocol 2) is supported");
-  }
-  return Uint8Array.from(a[0], (c) => {
-    const code = c.charCodeAt(0);
-    if (code > 255) throw new Error("string is not latin-1");
-    return code;
-  });
-}
-
-/** Resolves module.name against the allow-list, or refuses naming it. */
-function resolveGlobal(module: string, name: string, source: string): unknown {
-  if (module === "torch" && Object.hasOwn(STORAGES, name)) return new StorageType(name, STORAGES[name]!);
-  if (module === "torch" && Object.hasOwn(TORCH_DTYPES, name))
-    return new TorchDtype(name, TORCH_DTYPES[name]!);
-  if (module === "__builtin__") module = "builtins"; // protocol 2 spells it the Python 2 way
-  const g = ALLOWED.get(`${module} ${name}`);
-  if (g) return { ...g, qualname: `${module}.${name}` };
-  throw new LavieError(
-    "failed_precondition",
-    `${source}: refusing to load: the pickle references ${module}.${name}, which is not a tensor or container type ` +
-      "(allowed: OrderedDict, dict, list, tuple, set, argparse.Namespace, torch storages, dtypes and tensor rebuilds)",
-    { field: source, retryable: false },
-  );
-}
-
-function isGlobal(v: unknown): v is Global {
-  return typeof v === "object" && v !== null && typeof (v as Global).qualname === "string";
-}
+export { Namespace, StorageType, TorchDtype, type UnpickleHooks } from "./pickle_globals.ts";
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
@@ -187,14 +60,18 @@ export function unpickle(data: Uint8Array, source: string, hooks: UnpickleHooks)
     if (end < 0 || end - pos > 1024) throw fail("GLOBAL name is not a short newline-terminated line");
     return text(end - pos + 1).slice(0, -1);
   };
-  const pop = (): unknown => {
-    if (stack.length === 0 || (marks.length > 0 && stack.length <= marks[marks.length - 1]!))
+  /** The stack above the innermost MARK must not be empty (as in CPython, where MARK starts a new stack). */
+  const checkDepth = () => {
+    if (stack.length === 0 || (marks.length > 0 && stack.length <= marks[marks.length - 1]!)) {
       throw fail("stack underflow");
+    }
+  };
+  const pop = (): unknown => {
+    checkDepth();
     return stack.pop();
   };
   const top = (): unknown => {
-    if (stack.length === 0 || (marks.length > 0 && stack.length <= marks[marks.length - 1]!))
-      throw fail("stack underflow");
+    checkDepth();
     return stack[stack.length - 1];
   };
   const popMark = (): unknown[] => {
@@ -223,15 +100,16 @@ export function unpickle(data: Uint8Array, source: string, hooks: UnpickleHooks)
     for (let i = 0; i < items.length; i += 2) d.set(items[i], items[i + 1]);
   };
   const apply = (fn: unknown, args: unknown, kind: "call" | "newobj"): unknown => {
-    if (!isGlobal(fn) || !fn[kind])
-      throw fail(`cannot ${kind === "call" ? "call" : "instantiate"} ${describe(fn)}`);
-    if (!Array.isArray(args) || !Object.isFrozen(args))
+    const run = fn instanceof AllowedGlobal ? fn.behaviour[kind] : undefined;
+    if (!run) throw fail(`cannot ${kind === "call" ? "call" : "instantiate"} ${describe(fn)}`);
+    if (!Array.isArray(args) || !Object.isFrozen(args)) {
       throw fail(`arguments must be a tuple, got ${describe(args)}`);
+    }
     try {
-      return fn[kind]!(args, hooks);
+      return run(args, hooks);
     } catch (err) {
       if (err instanceof LavieError) throw err;
-      throw fail(`${fn.qualname}: ${(err as Error).message}`);
+      throw fail(`${(fn as AllowedGlobal).qualname}: ${(err as Error).message}`);
     }
   };
   const build = (obj: unknown, state: unknown): void => {
@@ -410,8 +288,9 @@ export function unpickle(data: Uint8Array, source: string, hooks: UnpickleHooks)
         // STACK_GLOBAL
         const name = pop();
         const module = pop();
-        if (typeof module !== "string" || typeof name !== "string")
+        if (typeof module !== "string" || typeof name !== "string") {
           throw fail("STACK_GLOBAL needs two strings");
+        }
         stack.push(resolveGlobal(module, name, source));
         break;
       }
@@ -431,8 +310,9 @@ export function unpickle(data: Uint8Array, source: string, hooks: UnpickleHooks)
         // NEWOBJ_EX
         const kwargs = pop();
         const args = pop();
-        if (!(kwargs instanceof Map) || kwargs.size > 0)
+        if (!(kwargs instanceof Map) || kwargs.size > 0) {
           throw fail("NEWOBJ_EX with keyword arguments is not supported");
+        }
         stack.push(apply(pop(), args, "newobj"));
         break;
       }

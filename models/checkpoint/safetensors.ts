@@ -37,8 +37,9 @@ interface Span {
 export async function readSafetensors(path: string): Promise<SafetensorsContents> {
   const file = await RangeFile.open(path);
   const bad = (message: string) => file.corrupt(message);
-  if (file.size < 8)
+  if (file.size < 8) {
     throw bad(`not a safetensors file: ${file.size} bytes, shorter than the 8-byte header length`);
+  }
   const lenBig = new DataView((await file.read(0, 8)).buffer).getBigUint64(0, true);
   if (lenBig > BigInt(Math.min(file.size - 8, MAX_HEADER_BYTES))) {
     throw bad(
@@ -68,8 +69,9 @@ export async function readSafetensors(path: string): Promise<SafetensorsContents
     const what = `${path}: tensor "${key}"`;
     const fail = (message: string) =>
       new LavieError("data_loss", `${what}: ${message}`, { field: path, retryable: false });
-    if (entry === null || typeof entry !== "object" || Array.isArray(entry))
+    if (entry === null || typeof entry !== "object" || Array.isArray(entry)) {
       throw fail("entry must be an object");
+    }
     const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
     if (!isDtype(dtype)) throw fail(`dtype ${JSON.stringify(dtype)} is not one of ${DTYPES.join(", ")}`);
     const itemSize = ITEM_SIZE[dtype];
@@ -154,8 +156,9 @@ export async function writeSafetensors(
   if (metadata) header.__metadata__ = metadata;
   let offset = 0;
   for (const [key, t] of tensors) {
-    if (key === "__metadata__")
+    if (key === "__metadata__") {
       throw new LavieError("invalid_argument", `${path}: "__metadata__" is not a tensor name`);
+    }
     const numel = t.shape.reduce((a, b) => a * b, 1);
     const wantBig = t.dtype === "I64";
     if (
@@ -194,8 +197,9 @@ export async function writeSafetensors(
 
 function encode(t: WritableTensor): Uint8Array {
   const dtype: Dtype = t.dtype;
-  if (LITTLE_ENDIAN && dtype !== "F16")
+  if (LITTLE_ENDIAN && dtype !== "F16") {
     return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  }
   const out = Buffer.alloc(t.data.length * ITEM_SIZE[dtype]);
   if (t.data instanceof BigInt64Array) {
     for (let i = 0; i < t.data.length; i++) out.writeBigInt64LE(t.data[i]!, i * 8);

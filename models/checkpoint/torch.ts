@@ -74,9 +74,10 @@ export class TorchTensor implements TensorRecord {
       for (let d = 0; d < last; d++) base += index[d]! * this.stride[d]!;
       base *= size;
       if (rowStride === size) out.set(src.subarray(base, base + rowLen * size), o);
-      else
+      else {
         for (let i = 0; i < rowLen; i++)
           out.set(src.subarray(base + i * rowStride, base + i * rowStride + size), o + i * size);
+      }
       for (let d = last - 1; d >= 0 && ++index[d]! === this.shape[d]!; d--) index[d] = 0;
     }
     return out;
@@ -120,15 +121,18 @@ export async function readTorchCheckpoint(path: string): Promise<unknown> {
       throw bad("persistent id", `expected ('storage', type, key, location, numel), got ${describe(pid)}`);
     }
     const [, type, key, , numel] = pid as unknown[];
-    if (!(type instanceof StorageType))
+    if (!(type instanceof StorageType)) {
       throw bad("persistent id", `storage type must be a torch storage class, got ${describe(type)}`);
-    if (typeof key !== "string" || !/^\w{1,64}$/.test(key))
+    }
+    if (typeof key !== "string" || !/^\w{1,64}$/.test(key)) {
       throw bad("persistent id", `invalid storage key ${describe(key)}`);
+    }
     const entry = `${prefix}data/${key}`;
     const known = storages.get(key);
     if (known) {
-      if (known.dtype !== type.dtype)
+      if (known.dtype !== type.dtype) {
         throw bad(entry, `storage is used as both ${known.dtype} and ${type.dtype}`);
+      }
       return known;
     }
     const size = archive.entry(entry).size;
@@ -149,8 +153,9 @@ export async function readTorchCheckpoint(path: string): Promise<unknown> {
   };
 
   const rebuildTensor = (storage: unknown, offset: unknown, size: unknown, stride: unknown): TorchTensor => {
-    if (!(storage instanceof TorchStorage))
+    if (!(storage instanceof TorchStorage)) {
       throw bad("tensor", `storage must be a persistent storage, got ${describe(storage)}`);
+    }
     const what = `tensor on ${storage.entry}`;
     const numel = checkedNumel(size, ITEM_SIZE[storage.dtype], file.size, `${path}: ${what}`);
     const shape = size as number[];

@@ -99,13 +99,15 @@ export class ZipArchive {
     const cached = this.dataOffsets.get(e.name);
     if (cached !== undefined) return cached;
     const bad = (m: string) => this.file.corrupt(`entry "${e.name}": ${m}`);
-    if (e.localHeaderOffset + LOCAL_SIZE > this.cdOffset)
+    if (e.localHeaderOffset + LOCAL_SIZE > this.cdOffset) {
       throw bad("local header lies outside the entry area");
+    }
     const h = view(await this.file.read(e.localHeaderOffset, LOCAL_SIZE));
     if (h.getUint32(0, true) !== LOCAL_SIG) throw bad(`no local header at byte ${e.localHeaderOffset}`);
     if (h.getUint16(6, true) & 1) throw bad("entry is encrypted");
-    if (h.getUint16(8, true) !== e.method)
+    if (h.getUint16(8, true) !== e.method) {
       throw bad("local and central headers disagree on the compression method");
+    }
     const nameLen = h.getUint16(26, true);
     const start = e.localHeaderOffset + LOCAL_SIZE;
     const offset = start + nameLen + h.getUint16(28, true);
@@ -115,8 +117,9 @@ export class ZipArchive {
       );
     }
     const localName = await this.file.read(start, nameLen);
-    if (Buffer.from(localName).toString("utf-8") !== e.name)
+    if (Buffer.from(localName).toString("utf-8") !== e.name) {
       throw bad("local header names a different entry");
+    }
     this.dataOffsets.set(e.name, offset);
     return offset;
   }
@@ -129,8 +132,9 @@ function view(b: Uint8Array): DataView {
 /** A 64-bit field that must not exceed `limit` (the file size unless stated). */
 function u64(v: DataView, at: number, file: RangeFile, what: string, limit = file.size): number {
   const n = v.getBigUint64(at, true);
-  if (n > BigInt(limit))
+  if (n > BigInt(limit)) {
     throw file.corrupt(`${what} ${n} exceeds ${limit === file.size ? "the file size " : ""}${limit}`);
+  }
   return Number(n);
 }
 
@@ -161,13 +165,16 @@ async function readEnd(file: RangeFile): Promise<{ count: number; cdOffset: numb
   let end = eocdPos;
   if (at >= 20 && t.getUint32(at - 20, true) === ZIP64_LOCATOR_SIG) {
     const recPos = u64(t, at - 20 + 8, file, "ZIP64 record offset");
-    if (recPos + 56 > eocdPos - 20)
+    if (recPos + 56 > eocdPos - 20) {
       throw file.corrupt("ZIP64 end-of-central-directory record lies outside the file");
+    }
     const r = view(await file.read(recPos, 56));
-    if (r.getUint32(0, true) !== ZIP64_EOCD_SIG)
+    if (r.getUint32(0, true) !== ZIP64_EOCD_SIG) {
       throw file.corrupt("ZIP64 locator points at no ZIP64 record");
-    if (r.getUint32(16, true) !== 0 || r.getUint32(20, true) !== 0)
+    }
+    if (r.getUint32(16, true) !== 0 || r.getUint32(20, true) !== 0) {
       throw file.corrupt("multi-disk archives are not supported");
+    }
     count = u64(r, 32, file, "entry count");
     cdSize = u64(r, 40, file, "central directory size");
     cdOffset = u64(r, 48, file, "central directory offset");
@@ -180,8 +187,9 @@ async function readEnd(file: RangeFile): Promise<{ count: number; cdOffset: numb
       `central directory (${cdSize} bytes at ${cdOffset}) runs past its end record at ${end} (truncated?)`,
     );
   }
-  if (count * CENTRAL_SIZE > cdSize)
+  if (count * CENTRAL_SIZE > cdSize) {
     throw file.corrupt(`${count} entries cannot fit a ${cdSize}-byte central directory`);
+  }
   return { count, cdOffset, cdSize };
 }
 
@@ -214,8 +222,9 @@ function parseCentralDirectory(
     }
     const bad = (m: string) => file.corrupt(`entry "${name}": ${m}`);
     if (flags & 0x41) throw bad("entry is encrypted; encrypted archives are not supported");
-    if (method !== 0 && method !== 8)
+    if (method !== 0 && method !== 8) {
       throw bad(`compression method ${method} is not supported (only stored and deflate)`);
+    }
     if (entries.has(name)) throw bad("entry appears twice in the central directory");
     const sizes = {
       size: v.getUint32(p + 24, true),
@@ -233,8 +242,9 @@ function parseCentralDirectory(
         `declares ${sizes.compressedSize} bytes at ${sizes.localHeaderOffset}, past the entry area (${cdOffset} bytes)`,
       );
     }
-    if (method === 0 && sizes.size !== sizes.compressedSize)
+    if (method === 0 && sizes.size !== sizes.compressedSize) {
       throw bad("stored entry has different compressed and plain sizes");
+    }
     if (method === 8 && sizes.size > sizes.compressedSize * MAX_DEFLATE_RATIO + 64) {
       throw bad(
         `declares ${sizes.size} bytes from ${sizes.compressedSize} compressed: more than deflate can produce`,
