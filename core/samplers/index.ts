@@ -26,6 +26,7 @@ export {
 export { resolveSamplerConfig } from "./config.ts";
 export { cfgCombine, cfgCombineBatched, validateGuidanceScale } from "./guidance.ts";
 export { planSampler } from "./plan.ts";
+export { samplePosterior } from "./posterior.ts";
 export type { StageName, StagePreset } from "./presets.ts";
 export { STAGE_NAMES, STAGE_PRESETS, stagePreset, stageSamplerConfig } from "./presets.ts";
 export {

@@ -28,6 +28,7 @@ import {
   cfgCombine,
   cfgCombineBatched,
   planSampler,
+  samplePosterior,
   scaleModelInput,
   stageSamplerConfig,
 } from "../../core/samplers/index.ts";
@@ -124,7 +125,11 @@ async function decode(task: DecodeTask, ctx: TaskContext): Promise<Tensor> {
     ctx.signal,
   );
   const img = output(outs, "sample", network); // [f, 3, H, W]
-  return swapChannelsFrames({ shape: [1, ...img.shape], data: img.data });
+  // Every official stage hands on frames clamped to [-1, 1] (the VSR pipeline clamps its decode; base
+  // and interpolation clamp when writing video), so decoded frames are clamped here, before blending.
+  const px = img.data;
+  for (let i = 0; i < px.length; i++) px[i] = Math.min(1, Math.max(-1, px[i]!));
+  return swapChannelsFrames({ shape: [1, ...img.shape], data: px });
 }
 
 async function encode(task: EncodeTask, ctx: TaskContext): Promise<Tensor> {
@@ -138,11 +143,17 @@ async function encode(task: EncodeTask, ctx: TaskContext): Promise<Tensor> {
   );
   const params = output(outs, "latent_parameters", network); // [f, 8, h, w]: mean, logvar
   const [, , h, w] = params.shape as number[];
-  const hw = h! * w!;
-  const mean = new Float32Array(f! * 4 * hw);
-  for (let i = 0; i < f!; i++)
-    for (let k = 0; k < 4 * hw; k++) mean[i * 4 * hw + k] = params.data[i * 8 * hw + k]! * task.scalingFactor;
-  return swapChannelsFrames({ shape: [1, f!, 4, h!, w!], data: mean });
+  // LaVie conditions on a posterior sample, not the mean. Its noise is keyed by the latent's position,
+  // so any grouping of the frames into encode tasks draws the same sample.
+  const tiles = ctx.plan.tensors[task.output.tensor]!.tiles;
+  const box = tiles.tiles[task.output.tile]!.box;
+  const noise = noiseBox(
+    { seed: ctx.spec.seed, stage: "interpolation/posterior", step: 0 },
+    tiles.shape,
+    box,
+  );
+  const z = samplePosterior(params.data, params.shape, swapChannelsFrames(noise).data, task.scalingFactor);
+  return swapChannelsFrames({ shape: [1, f!, 4, h!, w!], data: z });
 }
 
 async function baseDenoise(task: BaseDenoiseTask, ctx: TaskContext): Promise<Tensor> {
