@@ -55,6 +55,21 @@ test("readStateDict: a checkpoint of several dicts needs entry, and says which t
     await readStateDict(path, { entry: "model" }),
     nested.model as unknown as Record<string, Expected>,
   );
+  // LaVie's loaders: the "ema" entry when there is one, else the file's own dict.
+  await matches(
+    await readStateDict(path, { preferEntry: "ema" }),
+    nested.ema as unknown as Record<string, Expected>,
+  );
+  const flatPt = await readStateDict(join(FIXTURES, "state.pt"));
+  assert.deepEqual(
+    [...(await readStateDict(join(FIXTURES, "state.pt"), { preferEntry: "ema" })).keys()],
+    [...flatPt.keys()],
+  );
+  const flat = await readStateDict(join(FIXTURES, "state.safetensors"));
+  assert.deepEqual(
+    [...(await readStateDict(join(FIXTURES, "state.safetensors"), { preferEntry: "ema" })).keys()],
+    [...flat.keys()],
+  );
   await assert.rejects(
     readStateDict(path, { entry: "state_dict" }),
     rejectsWith("invalid_argument", /has no top-level key "state_dict"; it has ema/),

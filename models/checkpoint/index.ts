@@ -19,6 +19,11 @@ const TORCH_EXTENSIONS = [".bin", ".pt", ".pth", ".ckpt"];
 export interface ReadStateDictOptions {
   /** Top-level key of a torch checkpoint that holds the state dict (e.g. "ema", "model", "state_dict"). */
   entry?: string;
+  /**
+   * Use this top-level key when the checkpoint has it, else the checkpoint itself (LaVie's loaders:
+   * `checkpoint["ema"] if "ema" in checkpoint else checkpoint`). Ignored for safetensors files.
+   */
+  preferEntry?: string;
 }
 
 /** The tensors of a checkpoint file by name (torch: in dict order; safetensors: in data order). */
@@ -44,7 +49,13 @@ export async function readStateDict(
       { field: path },
     );
   }
-  return selectStateDict(await readTorchCheckpoint(path), path, opts.entry);
+  const root = await readTorchCheckpoint(path);
+  const entry =
+    opts.entry ??
+    (opts.preferEntry !== undefined && root instanceof Map && root.has(opts.preferEntry)
+      ? opts.preferEntry
+      : undefined);
+  return selectStateDict(root, path, entry);
 }
 
 function selectStateDict(root: unknown, path: string, entry: string | undefined): Map<string, TensorRecord> {
