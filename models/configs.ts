@@ -28,7 +28,10 @@ export interface TextEncoderConfig {
 }
 
 export interface TemporalAttentionConfig {
-  /** Rotary dims per head (LaVie: 32); 0 disables RoPE (interpolation UNet). */
+  /**
+   * Rotary dims per head (LaVie: 32, rotating the first 32 channels of every head, so heads must be
+   * at least that wide); 0 disables RoPE (interpolation UNet).
+   */
   ropeDim: number;
   /** T5-style relative position bias buckets (LaVie: 32); 0 disables the bias. */
   biasBuckets: number;
@@ -37,33 +40,37 @@ export interface TemporalAttentionConfig {
   placement: "before_ff" | "after_ff";
 }
 
+/**
+ * LaVie's base and interpolation UNets (SD1.x UNet2DConditionModel inflated to video); the names of
+ * the diffusers config.json (models/import/unet_config.ts) in the comments.
+ */
 export interface UNetConfig {
-  /** Channels of the `sample` input: 4 (base), 8 (interpolation: 4 noisy + 4 conditioning), 7 (VSR: 4 + RGB). */
+  /** in_channels of `sample`: 4 (base), 8 (interpolation: 4 noisy + 4 conditioning latent). */
   inChannels: number;
+  /** out_channels (4). */
   outChannels: number;
-  /** Widths per level, e.g. SD (320, 640, 1280, 1280); a stride-2 downsample after every level but the last. */
+  /** block_out_channels, e.g. SD (320, 640, 1280, 1280); a stride-2 downsample after every level but the last. */
   blockChannels: number[];
-  /** Per level: does the level have transformer blocks (cross-attention blocks)? */
+  /** Per level: CrossAttnDownBlock (resnets + transformers, true) or DownBlock (false); up blocks mirror. */
   attention: boolean[];
-  /** Per level: transformer blocks use cross-attention in place of spatial self-attention (x4 upscaler). */
-  onlyCrossAttention: boolean[];
-  /** Resnets per down level (up levels have one more). */
+  /** layers_per_block: resnets per down level (up levels have one more). */
   layersPerBlock: number;
-  heads: number;
-  /** Width of the text states (768 CLIP, 1024 OpenCLIP-H). */
+  /**
+   * attention_head_dim (diffusers 0.16's name for the number of heads) per level; the up blocks mirror
+   * the down blocks and the mid block takes the last level's.
+   */
+  heads: number[];
+  /** cross_attention_dim: width of the text states (768, CLIP ViT-L/14). */
   crossAttentionDim: number;
+  /** norm_num_groups of the resnets, transformers and conv_norm_out. */
   groups: number;
-  /** Time embedding width (SD: 4 x blockChannels[0]). */
+  /** Time embedding width (4 x blockChannels[0]). */
   timeEmbedDim: number;
-  /** Linear (true, x4 upscaler) or 1x1-conv (false, SD1.x) transformer projections. */
-  linearProjection: boolean;
-  /** Spatial self-attention keys/values from frame 0 and frame i-1 (interpolation). */
+  /** use_first_frame: spatial self-attention keys/values from frame 0 and frame i-1 (interpolation). */
   sparseCausal: boolean;
   temporal: TemporalAttentionConfig;
-  /** Noise-level class embedding table size (VSR: 1000), 0 for none. */
-  classEmbeddings: number;
-  /** VSR temporal module (temporal convs 5x1x1 and 3x1x1 + spatial resnet) after every transformer. */
-  temporalModules: boolean;
+  /** norm_eps: GroupNorm eps of the resnets and conv_norm_out; default 1e-5 (SD). */
+  normEps?: number;
 }
 
 /** diffusers AutoencoderKL (DownEncoderBlock2D / UpDecoderBlock2D, SiLU); config.json names in the comments. */

@@ -26,13 +26,18 @@ export interface Preset {
   steps: { base: number; interpolation: number; vsr: number };
 }
 
-const LAVIE_TEMPORAL: TemporalAttentionConfig = {
+/**
+ * The base UNet's temporal attention (base/models/attention.py TemporalAttention): before the
+ * feed-forward, RotaryEmbedding(32) on q and k, RelativePositionBias(num_buckets 32, max_distance 32).
+ */
+export const BASE_TEMPORAL: TemporalAttentionConfig = {
   ropeDim: 32,
   biasBuckets: 32,
   biasMaxDistance: 32,
   placement: "before_ff",
 };
-const INTERP_TEMPORAL: TemporalAttentionConfig = {
+/** The interpolation UNet's temporal attention: plain multi-head attention over frames, after the feed-forward. */
+export const INTERP_TEMPORAL: TemporalAttentionConfig = {
   ropeDim: 0,
   biasBuckets: 0,
   biasMaxDistance: 0,
@@ -45,17 +50,14 @@ function sdUnet(over: Partial<UNetConfig>): UNetConfig {
     outChannels: 4,
     blockChannels: [320, 640, 1280, 1280],
     attention: [true, true, true, false],
-    onlyCrossAttention: [false, false, false, false],
     layersPerBlock: 2,
-    heads: 8,
+    heads: [8, 8, 8, 8],
     crossAttentionDim: 768,
     groups: 32,
     timeEmbedDim: 1280,
-    linearProjection: false,
     sparseCausal: false,
-    temporal: LAVIE_TEMPORAL,
-    classEmbeddings: 0,
-    temporalModules: false,
+    temporal: BASE_TEMPORAL,
+    normEps: 1e-5,
     ...over,
   };
 }
@@ -124,12 +126,12 @@ const lavie: Preset = {
   steps: { base: 50, interpolation: 50, vsr: 50 },
 };
 
+// Heads at least 32 wide everywhere: the base UNet's rotary embedding rotates 32 channels per head.
 const SMALL_BASE = sdUnet({
   blockChannels: [64, 128, 192],
   attention: [true, true, false],
-  onlyCrossAttention: [false, false, false],
   layersPerBlock: 1,
-  heads: 4,
+  heads: [2, 2, 2],
   crossAttentionDim: 256,
   groups: 16,
   timeEmbedDim: 256,
@@ -191,9 +193,8 @@ const small: Preset = {
 const TINY_BASE = sdUnet({
   blockChannels: [32, 64],
   attention: [true, false],
-  onlyCrossAttention: [false, false],
   layersPerBlock: 1,
-  heads: 2,
+  heads: [1, 1],
   crossAttentionDim: 32,
   groups: 8,
   timeEmbedDim: 64,

@@ -12,8 +12,13 @@ export interface AttentionOptions {
   dim: number;
   /** Width of the key/value source (text for cross-attention); defaults to dim. */
   kvDim?: number;
-  /** Rotary embedding on q and k over the sequence axis (rotary dims per head). */
+  /** Rotary embedding on q and k over the sequence axis (rotary dims per head, fixed frequencies). */
   ropeDim?: number;
+  /**
+   * Rotary embedding with these frequencies (a parameter [rotDim/2], see rotaryFreqs): q is scaled
+   * first, then q and k rotate, as LaVie's temporal attention does. Takes precedence over ropeDim.
+   */
+  ropeFreqs?: { freqs: Value; rotDim: number };
   /** Additive bias [heads, Lq, Lk] on the logits. */
   bias?: Value;
   /** The output projection's init scale (small values keep seeded networks well-conditioned). */
@@ -36,8 +41,10 @@ export function sdpa(
   heads: number,
   d: number,
   bias?: Value,
+  /** Logit scale; defaults to 1/sqrt(d). 1 skips the multiplication (q already scaled). */
+  scale: number = 1 / Math.sqrt(d),
 ): Value {
-  const qs = g.op("Mul", [q, g.constF([1 / Math.sqrt(d)], [])]);
+  const qs = scale === 1 ? q : g.op("Mul", [q, g.constF([scale], [])]);
   let logits = g.op("MatMul", [qs, transpose(g, k, [0, 1, 3, 2])]);
   if (bias) logits = g.op("Add", [logits, bias]);
   const p = g.op("Softmax", [logits], { axis: attr.i(-1) });
@@ -63,11 +70,17 @@ export function attention(
     let q = splitHeads(g, linear(g, "to_q", x, opts.dim, opts.dim, { bias: false }), opts.heads, d);
     let k = splitHeads(g, linear(g, "to_k", src, kvDim, opts.dim, { bias: false }), opts.heads, d);
     const v = splitHeads(g, linear(g, "to_v", src, kvDim, opts.dim, { bias: false }), opts.heads, d);
-    if (opts.ropeDim) {
+    let scale = 1 / Math.sqrt(d);
+    if (opts.ropeFreqs) {
+      const { freqs, rotDim } = opts.ropeFreqs;
+      q = rope(g, g.op("Mul", [q, g.constF([scale], [])]), d, rotDim, freqs);
+      k = rope(g, k, d, rotDim, freqs);
+      scale = 1;
+    } else if (opts.ropeDim) {
       q = rope(g, q, d, opts.ropeDim);
       k = rope(g, k, d, opts.ropeDim);
     }
-    const o = sdpa(g, q, k, v, opts.heads, d, opts.bias);
+    const o = sdpa(g, q, k, v, opts.heads, d, opts.bias, scale);
     return linear(g, "to_out.0", o, opts.dim, opts.dim, { scale: opts.outScale ?? 1 });
   });
 }
@@ -79,18 +92,45 @@ function positions(g: GraphBuilder, length: Value): Value {
 }
 
 /**
- * Rotary embedding (rotary_embedding_torch, as LaVie uses it): the first `rotDim` channels of each
- * head rotate in interleaved pairs (x0,x1),(x2,x3)... by angle pos * theta^(-2i/rotDim), theta 10000.
- * x: [N, h, L, d] with the sequence on axis 2.
+ * The frequencies of rotary_embedding_torch's RotaryEmbedding(rotDim) ("lang" variant, theta 10000):
+ * freqs_i = 1 / 10000^(2i / rotDim), i < rotDim/2, computed in float32 as torch does.
  */
-export function rope(g: GraphBuilder, x: Value, d: number, rotDim: number): Value {
+export function rotaryFrequencies(rotDim: number): Float32Array {
+  const f = Math.fround;
+  return Float32Array.from({ length: Math.floor(rotDim / 2) }, (_, i) =>
+    f(1 / f(10000 ** f((2 * i) / rotDim))),
+  );
+}
+
+/**
+ * The rotary embedding's frequencies as a parameter `<name>.freqs` [rotDim/2] (LaVie saves them in its
+ * checkpoints, e.g. attn_temp.rotary_emb.freqs); seeded builds start from rotaryFrequencies(rotDim).
+ */
+export function rotaryFreqs(g: GraphBuilder, name: string, rotDim: number): Value {
+  if (rotDim <= 0 || rotDim % 2 !== 0)
+    throw new Error(`${name}: rotary dims must be even and > 0, got ${rotDim}`);
+  return g.scope(name, () =>
+    g.param("freqs", [rotDim / 2], { kind: "values", values: rotaryFrequencies(rotDim) }),
+  );
+}
+
+/**
+ * Rotary embedding as rotary_embedding_torch 0.2.3's rotate_queries_or_keys applies it (LaVie): the
+ * first `rotDim` channels of each head rotate in interleaved pairs (x0,x1),(x2,x3)... by the angle
+ * pos * freqs_i (pos = 0..L-1 on axis 2); channels past rotDim pass unchanged.
+ * x: [N, h, L, d]. With `freqs` (a Value [rotDim/2]) the angles use it and rotDim must fit in d (as
+ * the library asserts); without, fixed frequencies 10000^(-2i/rd) with rd = rotDim clamped to d.
+ */
+export function rope(g: GraphBuilder, x: Value, d: number, rotDim: number, freqs?: Value): Value {
+  if (freqs && (rotDim > d || rotDim % 2 !== 0))
+    throw new Error(`rotary embedding: ${rotDim} rotated dims do not fit a head of ${d} (even and <= ${d})`);
   // Rotated channels come in pairs: an odd head width keeps its last channel unrotated.
-  const rd = 2 * Math.floor(Math.min(rotDim, d) / 2);
+  const rd = freqs ? rotDim : 2 * Math.floor(Math.min(rotDim, d) / 2);
   if (rd === 0) return x;
   const half = rd / 2;
-  const invFreq = Array.from({ length: half }, (_, i) => 1 / 10000 ** ((2 * i) / rd));
+  const f = freqs ?? g.constF(rotaryFrequencies(rd), [half]);
   const pos = positions(g, dims(g, x, 2, 3)); // [L]
-  const ang = g.op("Mul", [g.op("Unsqueeze", [pos, g.constI([1])]), g.constF(invFreq, [1, half])]); // [L, half]
+  const ang = g.op("Mul", [g.op("Unsqueeze", [pos, g.constI([1])]), g.op("Unsqueeze", [f, g.constI([0])])]); // [L, half]
   // Repeat each frequency twice (interleaved): [L, half, 1] -> [L, half, 2] -> [L, rd]
   const ang2 = reshape(g, g.op("Expand", [g.op("Unsqueeze", [ang, g.constI([2])]), g.constI([1, 1, 2])]), [
     0,
@@ -114,9 +154,29 @@ export function rope(g: GraphBuilder, x: Value, d: number, rotDim: number): Valu
 }
 
 /**
- * T5-style relative position bias over a sequence of length L (LaVie's RelativePositionBias):
- * bucket(j - i) into `buckets` buckets (half per direction, exact below buckets/4, log-spaced up to
- * maxDistance), then a learned table [buckets, heads] -> bias [heads, L, L].
+ * T5 bucket of every |n| = |query - key| in 0..maxDistance, as LaVie's RelativePositionBias computes
+ * it in float32: |n| < exact keeps |n|; otherwise min(half - 1, exact + trunc(ln(|n|/exact) /
+ * ln(maxDistance/exact) * (half - exact))), half = buckets/2, exact = half/2. From maxDistance on the
+ * bucket is half - 1, so the table covers every distance (index min(|n|, maxDistance)).
+ */
+export function relativeBucketTable(buckets: number, maxDistance: number): number[] {
+  const f = Math.fround;
+  const half = Math.floor(buckets / 2);
+  const exact = Math.floor(half / 2);
+  if (exact < 1 || maxDistance <= exact)
+    throw new Error(`relative position bias: needs buckets >= 4 and maxDistance > ${exact} (buckets/4)`);
+  const logRange = f(Math.log(maxDistance / exact));
+  return Array.from({ length: maxDistance + 1 }, (_, n) => {
+    if (n < exact) return n;
+    const scaled = f(f(f(Math.log(f(n / exact))) / logRange) * (half - exact));
+    return Math.min(half - 1, exact + Math.trunc(scaled));
+  });
+}
+
+/**
+ * T5-style relative position bias over a sequence of length L (LaVie's RelativePositionBias): for
+ * query i and key j, n = i - j; keys after the query (n < 0) use the upper half of the buckets; the
+ * bucket of |n| comes from relativeBucketTable. A learned table [buckets, heads] -> bias [heads, L, L].
  */
 export function relativePositionBias(
   g: GraphBuilder,
@@ -126,33 +186,21 @@ export function relativePositionBias(
   buckets = 32,
   maxDistance = 32,
 ): Value {
+  const table = relativeBucketTable(buckets, maxDistance);
   return g.scope(name, () => {
-    const table = g.param("relative_attention_bias.weight", [buckets, heads], { kind: "normal", std: 0.02 });
+    const weight = g.param("relative_attention_bias.weight", [buckets, heads], { kind: "normal", std: 0.02 });
     const n = g.op("Squeeze", [length, g.constI([0])]);
     const idx = g.op("Range", [g.constI([0], []), n, g.constI([1], [])]); // [L] int64
-    // n = -(k - q) = q - k: rows are queries i, columns keys j
+    // n = query - key: rows are queries i, columns keys j
     const rel = g.op("Sub", [
       g.op("Unsqueeze", [idx, g.constI([1])]),
       g.op("Unsqueeze", [idx, g.constI([0])]),
     ]);
-    const nb = buckets / 2;
-    const maxExact = nb / 2;
     const neg = g.op("Cast", [g.op("Less", [rel, g.constI([0], [])])], { to: attr.i(7) });
-    const base = g.op("Mul", [neg, g.constI([nb], [])]);
-    const absN = g.op("Abs", [rel]);
-    const isSmall = g.op("Less", [absN, g.constI([maxExact], [])]);
-    const nf = g.op("Cast", [g.op("Max", [absN, g.constI([1], [])])], { to: attr.i(1) });
-    const logPart = g.op("Mul", [
-      g.op("Log", [g.op("Div", [nf, g.constF([maxExact], [])])]),
-      g.constF([(nb - maxExact) / Math.log(maxDistance / maxExact)], []),
-    ]);
-    const large = g.op("Add", [
-      g.constI([maxExact], []),
-      g.op("Cast", [g.op("Floor", [logPart])], { to: attr.i(7) }),
-    ]);
-    const largeClamped = g.op("Min", [large, g.constI([nb - 1], [])]);
-    const bucket = g.op("Add", [base, g.op("Where", [isSmall, absN, largeClamped])]); // [L, L]
-    const values = g.op("Gather", [table, bucket], { axis: attr.i(0) }); // [L, L, heads]
+    const base = g.op("Mul", [neg, g.constI([Math.floor(buckets / 2)], [])]);
+    const dist = g.op("Min", [g.op("Abs", [rel]), g.constI([maxDistance], [])]);
+    const bucket = g.op("Add", [base, g.op("Gather", [g.constI(table), dist], { axis: attr.i(0) })]); // [L, L]
+    const values = g.op("Gather", [weight, bucket], { axis: attr.i(0) }); // [L, L, heads]
     return transpose(g, values, [2, 0, 1]);
   });
 }

@@ -4,7 +4,8 @@
  * are named by the current scope (g.scope("down.0.resnets.1", ...)), like diffusers' state dicts.
  *
  * Image tensors inside the networks are [N, C, H, W] with N = batch x frames ("frames folded into the
- * batch"): 2D convolutions and group norms then act per frame, as in LaVie.
+ * batch"): 2D convolutions then act per frame, as in LaVie; groupNorm acts per frame, groupNormFrames
+ * (LaVie's resnets and conv_norm_out) over all frames of a clip.
  */
 import { attr, type GraphBuilder, type Value } from "../onnx/graph.ts";
 
@@ -205,13 +206,27 @@ export function resnet(
   });
 }
 
-/** Sinusoidal timestep embedding (diffusers: flip_sin_to_cos = true, freq shift 0): [B] -> [B, dim]. */
-export function timestepEmbedding(g: GraphBuilder, t: Value, dim: number): Value {
+/**
+ * Sinusoidal timestep embedding (diffusers' Timesteps): [B] -> [B, dim], angle_i = t * exp(-ln(10000) *
+ * i / (dim/2 - freqShift)), i < dim/2; [cos | sin] with flipSinToCos (SD: true, shift 0), else
+ * [sin | cos]. The frequencies are rounded step by step in float32, as torch computes them.
+ */
+export function timestepEmbedding(
+  g: GraphBuilder,
+  t: Value,
+  dim: number,
+  opts: { flipSinToCos?: boolean; freqShift?: number } = {},
+): Value {
+  if (dim % 2 !== 0) throw new Error(`timestep embedding: odd width ${dim} is not supported`);
   const half = dim / 2;
-  const freqs = Array.from({ length: half }, (_, i) => Math.exp((-Math.log(10000) * i) / half));
+  const f = Math.fround;
+  const c = f(-Math.log(10000));
+  const shift = opts.freqShift ?? 0;
+  const freqs = Array.from({ length: half }, (_, i) => f(Math.exp(f(f(c * i) / (half - shift)))));
   const tf = g.op("Cast", [t], { to: attr.i(1) }); // float32
   const args = g.op("Mul", [g.op("Unsqueeze", [tf, g.constI([1])]), g.constF(freqs, [1, half])]);
-  return g.op("Concat", [g.op("Cos", [args]), g.op("Sin", [args])], { axis: attr.i(1) });
+  const [cos, sin] = [g.op("Cos", [args]), g.op("Sin", [args])];
+  return g.op("Concat", (opts.flipSinToCos ?? true) ? [cos, sin] : [sin, cos], { axis: attr.i(1) });
 }
 
 /** Tokens view of an image tensor: [N, C, H, W] -> [N, H*W, C]. */
@@ -222,6 +237,20 @@ export function toTokens(g: GraphBuilder, x: Value, channels: number): Value {
 /** Back from tokens: [N, H*W, C] -> [N, C, H, W] with the spatial size taken from `like`. */
 export function fromTokens(g: GraphBuilder, x: Value, like: Value): Value {
   return g.op("Reshape", [transpose(g, x, [0, 2, 1]), dims(g, like, 0)]);
+}
+
+/**
+ * Nearest-neighbour resize of x [N, C, H, W] to the spatial size of `like` [*, *, H', W'] (source
+ * index floor(dst * in / out), PyTorch's "nearest"): diffusers' Upsample2D with an output size, which
+ * equals x2 upsampling whenever the skip connection is exactly twice as large.
+ */
+export function upsampleNearestLike(g: GraphBuilder, x: Value, like: Value): Value {
+  const sizes = g.op("Concat", [dims(g, x, 0, 2), dims(g, like, 2, 4)], { axis: attr.i(0) });
+  return g.op("Resize", [x, null, null, sizes], {
+    mode: attr.s("nearest"),
+    coordinate_transformation_mode: attr.s("asymmetric"),
+    nearest_mode: attr.s("floor"),
+  });
 }
 
 /** Nearest x2 upsampling on [N, C, H, W]. */

@@ -1,15 +1,20 @@
 /**
- * LaVie's Transformer3DModel on frames folded into the batch: GroupNorm -> proj_in -> one
- * BasicTransformerBlock (spatial self- or cross-attention, text cross-attention, temporal attention,
- * GEGLU feed-forward) -> proj_out -> + input. Parameter names follow diffusers/LaVie state dicts.
+ * LaVie's Transformer3DModel (base/ and interpolation/models/attention.py) on frames folded into the
+ * batch: GroupNorm (per frame, eps 1e-6) -> 1x1-conv proj_in -> one BasicTransformerBlock -> 1x1-conv
+ * proj_out -> + input. The block, each sublayer pre-normed by a LayerNorm (eps 1e-5) and residual:
+ *   base:          attn1 (self) -> attn2 (text) -> attn_temp (RoPE + relative bias) -> ff (GEGLU)
+ *   interpolation: attn1 (sparse-causal) -> attn2 (text) -> ff (GEGLU) -> attn_temp (plain)
+ * Parameter names are the official state-dict keys.
  *
  * Spatial tokens are [B*F, HW, C]; temporal attention moves them to [B*HW, F, C] (attention.ts).
  */
 import type { TemporalAttentionConfig } from "../configs.ts";
 import { attr, type GraphBuilder, type Value } from "../onnx/graph.ts";
 import {
+  type AttentionOptions,
   attention,
   relativePositionBias,
+  rotaryFreqs,
   sdpa,
   spatialToTemporal,
   splitHeads,
@@ -23,22 +28,25 @@ export interface TransformerOptions {
   /** Width of the text states. */
   contextDim: number;
   groups: number;
-  /** Linear (x4 upscaler) or 1x1-conv (SD1.x) proj_in/proj_out. */
-  linearProjection: boolean;
-  /** attn1 attends to the text instead of the frame itself (x4 upscaler's higher-resolution levels). */
-  onlyCrossAttention: boolean;
   /** attn1 is Tune-A-Video's sparse-causal attention (interpolation UNet). */
   sparseCausal: boolean;
   /** Temporal attention, or null for a 2D-only block. */
   temporal: TemporalAttentionConfig | null;
   /** Frames per video as a 1-D int64 Value [1] (the F of the folded batch B*F). */
   frames: Value;
+  /**
+   * Where temporal attention's RoPE frequencies come from: "own" = a parameter per block,
+   * attn_temp.rotary_emb.freqs (LaVie base UNet's checkpoint keys); a Value = one shared parameter;
+   * absent = fixed frequencies, no parameter.
+   */
+  ropeFreqs?: "own" | Value;
 }
 
 /**
  * Temporal self-attention over frames at each spatial position (LaVie's TemporalAttention):
- * x [B*HW, F, C] -> [B*HW, F, C]. RoPE on q/k when cfg.ropeDim > 0, a learned T5-style relative
- * position bias when cfg.biasBuckets > 0.
+ * x [B*HW, F, C] -> [B*HW, F, C]. RoPE on q/k when cfg.ropeDim > 0 (q scaled by 1/sqrt(d) first,
+ * then q and k rotated by frame index), a learned T5-style relative position bias added to the
+ * logits when cfg.biasBuckets > 0. `ropeFreqs` as in TransformerOptions.
  */
 export function temporalAttention(
   g: GraphBuilder,
@@ -47,6 +55,7 @@ export function temporalAttention(
   channels: number,
   heads: number,
   cfg: TemporalAttentionConfig,
+  ropeFreqs?: "own" | Value,
 ): Value {
   const bias =
     cfg.biasBuckets > 0
@@ -61,13 +70,13 @@ export function temporalAttention(
           ),
         )
       : undefined;
-  const opts = {
-    heads,
-    dim: channels,
-    ...(cfg.ropeDim > 0 ? { ropeDim: cfg.ropeDim } : {}),
-    ...(bias ? { bias } : {}),
-  };
-  return attention(g, name, x, null, opts);
+  let rope: Pick<AttentionOptions, "ropeDim" | "ropeFreqs"> = {};
+  if (cfg.ropeDim > 0 && ropeFreqs) {
+    const freqs =
+      ropeFreqs === "own" ? g.scope(name, () => rotaryFreqs(g, "rotary_emb", cfg.ropeDim)) : ropeFreqs;
+    rope = { ropeFreqs: { freqs, rotDim: cfg.ropeDim } };
+  } else if (cfg.ropeDim > 0) rope = { ropeDim: cfg.ropeDim };
+  return attention(g, name, x, null, { heads, dim: channels, ...rope, ...(bias ? { bias } : {}) });
 }
 
 /**
@@ -130,18 +139,22 @@ export function transformerBlock(
       if (!o.temporal) return h;
       const cfg = o.temporal;
       const t = spatialToTemporal(g, h, o.frames, c);
-      const y = temporalAttention(g, "attn_temp", layerNorm(g, "norm_temp", t, c), c, o.heads, cfg);
+      const y = temporalAttention(
+        g,
+        "attn_temp",
+        layerNorm(g, "norm_temp", t, c),
+        c,
+        o.heads,
+        cfg,
+        o.ropeFreqs,
+      );
       return temporalToSpatial(g, add(t, y), h, c);
     };
     let h = x;
     const n1 = layerNorm(g, "norm1", h, c);
     const a1 = o.sparseCausal
       ? sparseCausalAttention(g, "attn1", n1, o.frames, c, o.heads)
-      : attention(g, "attn1", n1, o.onlyCrossAttention ? ctx : null, {
-          heads: o.heads,
-          dim: c,
-          ...(o.onlyCrossAttention ? { kvDim: o.contextDim } : {}),
-        });
+      : attention(g, "attn1", n1, null, { heads: o.heads, dim: c });
     h = add(h, a1);
     const n2 = layerNorm(g, "norm2", h, c);
     h = add(h, attention(g, "attn2", n2, ctx, { heads: o.heads, dim: c, kvDim: o.contextDim }));
@@ -163,13 +176,9 @@ export function transformer3d(
   const c = o.channels;
   return g.scope(name, () => {
     const normed = groupNorm(g, "norm", x, c, o.groups, 1e-6);
-    let h = o.linearProjection
-      ? linear(g, "proj_in", toTokens(g, normed, c), c, c)
-      : toTokens(g, conv2d(g, "proj_in", normed, c, c, { k: 1 }), c);
+    let h = toTokens(g, conv2d(g, "proj_in", normed, c, c, { k: 1 }), c);
     h = transformerBlock(g, "transformer_blocks.0", h, ctx, o);
-    const out = o.linearProjection
-      ? fromTokens(g, linear(g, "proj_out", h, c, c), x)
-      : conv2d(g, "proj_out", fromTokens(g, h, x), c, c, { k: 1 });
+    const out = conv2d(g, "proj_out", fromTokens(g, h, x), c, c, { k: 1 });
     return g.op("Add", [out, x]);
   });
 }

@@ -3,10 +3,11 @@ import { test } from "node:test";
 import * as ort from "onnxruntime-node";
 import type { UNetConfig } from "../configs.ts";
 import { contractFor } from "../contract.ts";
-import { GraphBuilder, type Value } from "../onnx/graph.ts";
+import { GraphBuilder, type WeightSource } from "../onnx/graph.ts";
 import { serializeModel } from "../onnx/serialize.ts";
 import { getPreset, unetDivisor } from "../presets.ts";
-import { temporalModule } from "./temporal_module.ts";
+import { relativeBucketTable, rotaryFrequencies } from "./attention.ts";
+import { groupNormFrames } from "./layers.ts";
 import { sparseCausalAttention, temporalAttention } from "./transformer.ts";
 import { buildUNet, type UNetKind } from "./unet.ts";
 
@@ -15,7 +16,6 @@ const tiny = getPreset("tiny");
 const KINDS: [UNetKind, UNetConfig][] = [
   ["base_unet", tiny.baseUnet],
   ["interp_unet", tiny.interpUnet],
-  ["vsr_unet", tiny.vsrUnet],
 ];
 
 function rand(n: number, seed: number): Float32Array {
@@ -40,18 +40,10 @@ function unet(kind: UNetKind, cfg: UNetConfig, temporalLayers = true): Promise<o
   return s;
 }
 
-function feeds(
-  kind: UNetKind,
-  cfg: UNetConfig,
-  b: number,
-  f: number,
-  h: number,
-  w: number,
-  sample?: Float32Array,
-) {
+function feeds(cfg: UNetConfig, b: number, f: number, h: number, w: number, sample?: Float32Array) {
   const c = cfg.inChannels;
   const d = cfg.crossAttentionDim;
-  const out: Record<string, ort.Tensor> = {
+  return {
     sample: new ort.Tensor("float32", sample ?? rand(b * c * f * h * w, 1), [b, c, f, h, w]),
     timestep: new ort.Tensor(
       "int64",
@@ -60,13 +52,6 @@ function feeds(
     ),
     encoder_hidden_states: new ort.Tensor("float32", rand(b * 77 * d, 2), [b, 77, d]),
   };
-  if (kind === "vsr_unet")
-    out.class_labels = new ort.Tensor(
-      "int64",
-      BigInt64Array.from({ length: b }, () => 50n),
-      [b],
-    );
-  return out;
 }
 
 function stats(d: Float32Array): { mean: number; std: number } {
@@ -99,7 +84,7 @@ function perturbFrame(x: Float32Array, dims: readonly number[], f: number): Floa
   return y;
 }
 
-test("tiny UNets return the contracted shape for many frame counts, sizes and batches", async () => {
+test("tiny UNets return the contracted shape for many frame counts, sizes (uneven too) and batches", async () => {
   for (const [kind, cfg] of KINDS) {
     const s = await unet(kind, cfg);
     const c = contractFor(kind, { width: cfg.crossAttentionDim, inChannels: cfg.inChannels });
@@ -114,9 +99,11 @@ test("tiny UNets return the contracted shape for many frame counts, sizes and ba
       [2, 3, 2 * dv, 3 * dv],
       [1, 8, 3 * dv, 2 * dv],
       [2, 16, 2 * dv, 2 * dv],
+      // Sizes the downsampling does not divide: each up block resizes to its skip connection's size.
+      [1, 2, 2 * dv + 1, 3 * dv - 1],
     ] as const;
     for (const [b, f, h, w] of cases) {
-      const out = (await s.run(feeds(kind, cfg, b, f, h, w))).out_sample!;
+      const out = (await s.run(feeds(cfg, b, f, h, w))).out_sample!;
       assert.deepEqual(out.dims, [b, 4, f, h, w], `${kind} ${b}x${f}x${h}x${w}`);
       const d = out.data as Float32Array;
       assert.ok(d.every(Number.isFinite), `${kind}: finite`);
@@ -136,7 +123,7 @@ test("the frame axis matters: changing one frame changes the other frames' outpu
       5,
     );
     const run = async (sample: Float32Array) =>
-      (await s.run(feeds(kind, cfg, 1, 5, 2 * dv, 2 * dv, sample))).out_sample!;
+      (await s.run(feeds(cfg, 1, 5, 2 * dv, 2 * dv, sample))).out_sample!;
     const a = await run(x);
     const b = await run(perturbFrame(x, dims, 2));
     for (const f of [0, 1, 3, 4]) {
@@ -146,7 +133,7 @@ test("the frame axis matters: changing one frame changes the other frames' outpu
   }
 });
 
-test("2D-only UNets: frames are independent, except sparse-causal attention in interpolation", async () => {
+test("2D-only UNets (per-frame norms, no temporal layers): frames are independent, except sparse-causal attention", async () => {
   for (const [kind, cfg] of KINDS) {
     const s = await unet(kind, cfg, false);
     const dv = unetDivisor(cfg);
@@ -156,7 +143,7 @@ test("2D-only UNets: frames are independent, except sparse-causal attention in i
       6,
     );
     const run = async (sample: Float32Array) =>
-      (await s.run(feeds(kind, cfg, 2, 5, 2 * dv, 2 * dv, sample))).out_sample!;
+      (await s.run(feeds(cfg, 2, 5, 2 * dv, 2 * dv, sample))).out_sample!;
     const a = await run(x);
     const b = await run(perturbFrame(x, dims, 2));
     const diff = (f: number) => frameDiff(a.data as Float32Array, b.data as Float32Array, a.dims, f);
@@ -200,11 +187,11 @@ function t5Bucket(relativePosition: number, numBuckets: number, maxDistance: num
   return ret;
 }
 
-/** rotary_embedding_torch on one head vector at position pos (interleaved pairs, first rd dims). */
-function ropeVec(v: number[], pos: number, rd: number): number[] {
+/** rotary_embedding_torch on one head vector at position pos: interleaved pairs, the first 2*freqs.length dims. */
+function ropeVec(v: number[], pos: number, freqs: ArrayLike<number>): number[] {
   const out = v.slice();
-  for (let p = 0; p < rd / 2; p++) {
-    const ang = pos / 10000 ** ((2 * p) / rd);
+  for (let p = 0; p < freqs.length; p++) {
+    const ang = pos * freqs[p]!;
     const a = v[2 * p]!;
     const b = v[2 * p + 1]!;
     out[2 * p] = a * Math.cos(ang) - b * Math.sin(ang);
@@ -221,7 +208,7 @@ function mhaRef(
   xkv: number[][],
   c: number,
   heads: number,
-  extra: { rd?: number; bias?: (h: number, i: number, j: number) => number } = {},
+  extra: { freqs?: ArrayLike<number>; bias?: (h: number, i: number, j: number) => number } = {},
 ): number[][] {
   const d = c / heads;
   const q = matmul(xq, w.get(`${p}.to_q.weight`)!, c);
@@ -231,7 +218,7 @@ function mhaRef(
   for (let h = 0; h < heads; h++) {
     const head = (m: number[][], i: number) => {
       const hv = m[i]!.slice(h * d, h * d + d);
-      return extra.rd ? ropeVec(hv, i, extra.rd) : hv;
+      return extra.freqs ? ropeVec(hv, i, extra.freqs) : hv;
     };
     for (let i = 0; i < xq.length; i++) {
       const qi = head(q, i);
@@ -257,21 +244,44 @@ function maxAbsDiff(ref: number[][][], got: Float32Array): number {
   return flat.reduce((m, v, i) => Math.max(m, Math.abs(v - got[i]!)), 0);
 }
 
-test("temporal attention with RoPE and relative position bias matches a float64 reference", async () => {
+/** A WeightSource serving a built graph's initializers, some replaced. */
+function weightsFrom(w: Map<string, Float32Array>, replace: Record<string, Float32Array> = {}): WeightSource {
+  return { take: (name) => replace[name] ?? w.get(name)! };
+}
+
+test("temporal attention (RoPE from attn_temp.rotary_emb.freqs, relative position bias) matches a float64 reference", async () => {
   const configs = [
-    { c: 16, heads: 2, frames: 20, ropeDim: 32, buckets: 32, maxDist: 32 }, // LaVie's values (RoPE on all 8 dims)
-    { c: 24, heads: 2, frames: 13, ropeDim: 4, buckets: 8, maxDist: 6 }, // partial RoPE, clamped log buckets
+    { c: 64, heads: 2, frames: 20, buckets: 32, maxDist: 32 }, // LaVie's values, heads exactly 32 wide
+    { c: 80, heads: 2, frames: 40, buckets: 32, maxDist: 32 }, // heads 40 wide (as 320/8): 8 channels pass; past maxDist
+    { c: 24, heads: 2, frames: 13, buckets: 8, maxDist: 6, ropeDim: 4 }, // partial RoPE, clamped log buckets
   ];
   for (const k of configs) {
-    const g = new GraphBuilder({ name: "temporal", seed: 5 });
-    const x = g.input("x", "float32", ["N", "F", k.c]);
     const cfg = {
-      ropeDim: k.ropeDim,
+      ropeDim: k.ropeDim ?? 32,
       biasBuckets: k.buckets,
       biasMaxDistance: k.maxDist,
       placement: "before_ff" as const,
     };
-    g.output(temporalAttention(g, "attn_temp", x, k.c, k.heads, cfg), "y", "float32", ["N", "F", k.c]);
+    const build = (weights?: WeightSource) => {
+      const g = new GraphBuilder({ name: "temporal", seed: 5, ...(weights ? { weights } : {}) });
+      const x = g.input("x", "float32", ["N", "F", k.c]);
+      g.output(temporalAttention(g, "attn_temp", x, k.c, k.heads, cfg, "own"), "y", "float32", [
+        "N",
+        "F",
+        k.c,
+      ]);
+      return g;
+    };
+    const seeded = weights(build());
+    const freqsKey = "attn_temp.rotary_emb.freqs";
+    assert.deepEqual(
+      seeded.get(freqsKey),
+      rotaryFrequencies(cfg.ropeDim),
+      "seeded freqs: the library's defaults",
+    );
+    // Imported frequencies are the ones used: scale them.
+    const freqs = seeded.get(freqsKey)!.map((f) => f * 1.7);
+    const g = build(weightsFrom(seeded, { [freqsKey]: freqs }));
     const w = weights(g);
     const table = w.get("attn_temp.time_rel_pos_bias.relative_attention_bias.weight")!;
     const n = 2;
@@ -283,14 +293,54 @@ test("temporal attention with RoPE and relative position bias matches a float64 
       );
       const bias = (h: number, i: number, j: number) =>
         table[t5Bucket(j - i, k.buckets, k.maxDist) * k.heads + h]!;
-      return mhaRef(w, "attn_temp", tokens, tokens, k.c, k.heads, {
-        rd: Math.min(k.ropeDim, k.c / k.heads),
-        bias,
-      });
+      return mhaRef(w, "attn_temp", tokens, tokens, k.c, k.heads, { freqs, bias });
     });
     const err = maxAbsDiff(ref, y.data as Float32Array);
     assert.ok(err < 1e-4, `max error ${err}`);
   }
+});
+
+test("relative position buckets are LaVie's for every distance (|n| beyond max_distance share the last bucket)", () => {
+  // RelativePositionBias(num_buckets 32, max_distance 32)._relative_position_bucket of n = 0..32, from torch 2.0.1.
+  const lavie = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 12, 12, 13, 13, 13, 14, 14, 14, 14, 15, 15,
+    15, 15, 15, 15,
+  ];
+  const table = relativeBucketTable(32, 32);
+  assert.deepEqual(table, lavie);
+  // The float64 T5 formula agrees at every distance, far past max_distance too.
+  for (let n = 0; n <= 200; n++) assert.equal(table[Math.min(n, 32)], t5Bucket(-n, 32, 32), `|n| = ${n}`);
+});
+
+test("groupNormFrames takes each group's statistics over all frames of a clip (float64 reference)", async () => {
+  const [B, C, F, H, W, groups, eps] = [2, 4, 3, 2, 3, 2, 1e-5];
+  const g = new GraphBuilder({ name: "gn", seed: 3 });
+  const x = g.input("x", "float32", ["N", C, H, W]);
+  const fr = g.input("frames", "int64", [1]);
+  g.output(groupNormFrames(g, "norm", x, fr, C, groups, eps), "y", "float32", ["N", C, H, W]);
+  const xd = rand(B * F * C * H * W, 21).map((v, i) => v + (i % 7) * 0.3);
+  const y = (
+    await (
+      await session(g)
+    ).run({
+      x: new ort.Tensor("float32", xd, [B * F, C, H, W]),
+      frames: new ort.Tensor("int64", BigInt64Array.from([BigInt(F)]), [1]),
+    })
+  ).y!.data as Float32Array;
+  const at = (b: number, f: number, c: number, p: number) => ((b * F + f) * C + c) * H * W + p;
+  let err = 0;
+  const cg = C / groups;
+  for (let b = 0; b < B; b++)
+    for (let grp = 0; grp < groups; grp++) {
+      const idx: number[] = [];
+      for (let f = 0; f < F; f++)
+        for (let c = grp * cg; c < (grp + 1) * cg; c++)
+          for (let p = 0; p < H * W; p++) idx.push(at(b, f, c, p));
+      const mean = idx.reduce((a, i) => a + xd[i]!, 0) / idx.length;
+      const variance = idx.reduce((a, i) => a + (xd[i]! - mean) ** 2, 0) / idx.length;
+      for (const i of idx) err = Math.max(err, Math.abs((xd[i]! - mean) / Math.sqrt(variance + eps) - y[i]!));
+    }
+  assert.ok(err < 1e-5, `max error ${err}`);
 });
 
 test("sparse-causal attention: frame i attends to frames 0 and i-1 (float64 reference)", async () => {
@@ -335,42 +385,7 @@ test("sparse-causal attention: frame i attends to frames 0 and i-1 (float64 refe
   assert.ok(frameMax(2) > 1e-4 && frameMax(3) > 1e-4);
 });
 
-test("the VSR temporal module keeps the shape and mixes frames through its temporal convolutions", async () => {
-  const [c, groups, tembDim] = [8, 4, 16];
-  const g = new GraphBuilder({ name: "tm", seed: 9 });
-  const x = g.input("x", "float32", ["N", c, "H", "W"]);
-  const temb = g.input("temb", "float32", ["N", tembDim]);
-  const fr = g.input("frames", "int64", [1]);
-  const y: Value = temporalModule(g, "tm", x, { channels: c, groups, frames: fr, temb, tembDim });
-  g.output(y, "y", "float32", ["N", c, "H", "W"]);
-  const s = await session(g);
-  const [F, H, W] = [6, 3, 4];
-  const xd = rand(F * c * H * W, 12);
-  const run = async (data: Float32Array) =>
-    (
-      await s.run({
-        x: new ort.Tensor("float32", data, [F, c, H, W]),
-        temb: new ort.Tensor("float32", rand(F * tembDim, 13), [F, tembDim]),
-        frames: new ort.Tensor("int64", BigInt64Array.from([BigInt(F)]), [1]),
-      })
-    ).y!;
-  const a = await run(xd);
-  assert.deepEqual(a.dims, [F, c, H, W]);
-  const ad = a.data as Float32Array;
-  // The residual branch is small (seeded small output init) but non-zero.
-  const delta = Math.max(...ad.map((v, i) => Math.abs(v - xd[i]!)));
-  assert.ok(delta > 1e-3 && delta < 1, `branch magnitude ${delta}`);
-  const x2 = xd.slice();
-  x2.fill(0, 0, c * H * W); // frame 0
-  const b = (await run(x2)).data as Float32Array;
-  const per = c * H * W;
-  const last = Math.max(
-    ...Array.from({ length: per }, (_, i) => Math.abs(ad[5 * per + i]! - b[5 * per + i]!)),
-  );
-  assert.ok(last > 1e-6, "frame 5 depends on frame 0 (temporal convs + 5D group norm)");
-});
-
-test("lavie parameter counts: the 2D-only base UNet is exactly SD1.4's", () => {
+test("lavie parameter counts: SD1.4's 2D UNet, and every key of the official LaVie UNets", () => {
   const lavie = getPreset("lavie");
   const count = (kind: UNetKind, cfg: UNetConfig, temporalLayers: boolean) =>
     buildUNet(kind, cfg, { seed: 0, materialize: false, temporalLayers }).parameterCount;
@@ -378,9 +393,9 @@ test("lavie parameter counts: the 2D-only base UNet is exactly SD1.4's", () => {
   assert.equal(count("base_unet", lavie.baseUnet, false), 859_520_964);
   // Interpolation: SD1.4 with conv_in taking 8 channels (+4 x 320 x 3 x 3).
   assert.equal(count("interp_unet", lavie.interpUnet, false), 859_520_964 + 4 * 320 * 9);
-  // Computed by this builder (regression pins; the x4-upscaler figure is not independently verified).
-  assert.equal(count("vsr_unet", lavie.vsrUnet, false), 473_398_020);
-  assert.equal(count("base_unet", lavie.baseUnet, true), 909_124_100);
+  // The official UNet3DConditionModels (SD1.4 config, LaVie's overrides), summed over their state dicts.
+  // The base UNet's 16 temporal attentions share one RotaryEmbedding, whose freqs [16] the state dict
+  // (and so the checkpoint) holds under every block's key: parameters() counts it once (909,124,116).
+  assert.equal(count("base_unet", lavie.baseUnet, true), 909_124_356);
   assert.equal(count("interp_unet", lavie.interpUnet, true), 909_131_524);
-  assert.equal(count("vsr_unet", lavie.vsrUnet, true), 761_427_716);
 });

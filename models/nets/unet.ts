@@ -1,18 +1,27 @@
 /**
- * LaVie's video UNets: diffusers' UNet2DConditionModel inflated to video, frames folded into the
- * batch for the 2D convolutions and norms (layers.ts), temporal layers in every transformer
- * (transformer.ts) and, for VSR, a temporal module after every transformer (temporal_module.ts).
+ * LaVie's base and interpolation UNets (UNet3DConditionModel in the official base/ and interpolation/
+ * models): diffusers' SD1.x UNet2DConditionModel inflated to video. 2D convolutions see one frame at a
+ * time (frames folded into the batch, layers.ts); every transformer adds temporal attention
+ * (transformer.ts). The VSR UNet has its own builder (unet_vsr.ts).
  *
  *   base_unet   SD1.4 UNet + temporal attention (RoPE + relative position bias) before the FF
  *   interp_unet SD1.4 UNet, 8 input channels, sparse-causal spatial attention, plain temporal
  *               attention after the FF
- *   vsr_unet    x4-upscaler UNet (7 input channels, noise-level class embedding, linear projections,
- *               cross-attention-only attn1 on the higher-resolution levels) + temporal attention
- *               + temporal modules
+ *
+ * What the official modules compute, and so these graphs:
+ * - resnets: GroupNorm -> SiLU -> conv3x3 -> + time_emb_proj(SiLU(temb)) -> GroupNorm -> SiLU ->
+ *   conv3x3, + (1x1 conv) shortcut. Their GroupNorms (norm1, norm2) and conv_norm_out normalise the
+ *   5-D clip [B, C, F, H, W], so each group's statistics span all frames of the clip; the
+ *   transformers' GroupNorm (eps 1e-6) is per frame.
+ * - time embedding: sinusoidal [cos | sin] of width block_out_channels[0] -> linear_1 -> SiLU ->
+ *   linear_2, per batch element, added to every frame.
+ * - downsampling: conv3x3 stride 2 pad 1; upsampling: nearest to the size of the skip connection the
+ *   up block meets next (x2 when the input divides evenly), then conv3x3.
  *
  * I/O follows contract.ts: sample [B,C,F,h,w], timestep [B] int64, encoder_hidden_states [B,77,D]
- * (+ class_labels [B] int64 for VSR) -> out_sample [B,4,F,h,w]; B, F, h, w are dynamic.
- * Parameter names follow the diffusers/LaVie state dicts (down_blocks.0.resnets.1.conv1.weight, ...).
+ * -> out_sample [B,4,F,h,w]; B, F, h, w are dynamic. Parameter names and shapes are the official
+ * state-dict keys (down_blocks.0.resnets.1.conv1.weight, ...), so `weights` (an imported
+ * checkpoint) fills them key for key.
  */
 import type { BuildOptions, UNetConfig } from "../configs.ts";
 import { contractFor } from "../contract.ts";
@@ -22,103 +31,112 @@ import {
   dims,
   foldFrames,
   groupNorm,
+  groupNormFrames,
   linear,
   repeatPerFrame,
   resnet,
   silu,
   timestepEmbedding,
   unfoldFrames,
-  upsample2x,
+  upsampleNearestLike,
 } from "./layers.ts";
-import { temporalModule } from "./temporal_module.ts";
 import { type TransformerOptions, transformer3d } from "./transformer.ts";
 
-export type UNetKind = "base_unet" | "interp_unet" | "vsr_unet";
+export type UNetKind = "base_unet" | "interp_unet";
 
 export interface UNetBuildOptions extends BuildOptions {
   /**
-   * false: build the 2D-only network (no temporal attention, no temporal modules), i.e. exactly
-   * the Stable Diffusion / x4-upscaler UNet the video model was inflated from. Default true.
+   * false: build the 2D-only network, exactly the Stable Diffusion UNet the video model was inflated
+   * from, applied to every frame (no temporal attention; GroupNorms per frame). Default true.
    */
   temporalLayers?: boolean;
 }
 
+/** GroupNorm eps of the resnets and conv_norm_out when the config does not say (diffusers' norm_eps). */
+export const DEFAULT_NORM_EPS = 1e-5;
+
 /** Text positions of encoder_hidden_states (CLIP). */
 const TEXT_LEN = 77;
 
-export function buildUNet(kind: UNetKind, cfg: UNetConfig, opts: UNetBuildOptions): GraphBuilder {
+/** Throws unless the config describes a network this builder can make. */
+export function checkUNetConfig(kind: UNetKind, cfg: UNetConfig): void {
   const levels = cfg.blockChannels.length;
-  if (cfg.attention.length !== levels || cfg.onlyCrossAttention.length !== levels)
-    throw new Error(`${kind}: attention/onlyCrossAttention need one entry per level (${levels})`);
-  if ((kind === "vsr_unet") !== cfg.classEmbeddings > 0)
-    throw new Error(`${kind}: class embeddings are used by (and only by) the VSR UNet`);
-  for (const ch of cfg.blockChannels) {
-    if (ch % cfg.groups !== 0 || ch % cfg.heads !== 0)
+  if (cfg.attention.length !== levels || cfg.heads.length !== levels)
+    throw new Error(`${kind}: attention and heads need one entry per level (${levels})`);
+  // The base UNet rotates the first ropeDim channels of every head (rotary_embedding_torch asserts they fit).
+  const ropeDim = kind === "base_unet" ? cfg.temporal.ropeDim : 0;
+  cfg.blockChannels.forEach((ch, l) => {
+    if (ch % cfg.groups !== 0)
+      throw new Error(`${kind}: width ${ch} must be divisible by groups ${cfg.groups}`);
+    // Heads matter where there are transformers: the cross-attention levels and the mid block (last level).
+    if (!cfg.attention[l] && l !== levels - 1) return;
+    const h = cfg.heads[l]!;
+    if (ch % h !== 0) throw new Error(`${kind}: width ${ch} must be divisible by its ${h} heads`);
+    if (ropeDim > ch / h || ropeDim % 2 !== 0)
       throw new Error(
-        `${kind}: width ${ch} must be divisible by groups ${cfg.groups} and heads ${cfg.heads}`,
+        `${kind}: rotary embedding of ${ropeDim} dims needs an even count <= every head width (${ch}/${h})`,
       );
-  }
+  });
+}
+
+export function buildUNet(kind: UNetKind, cfg: UNetConfig, opts: UNetBuildOptions): GraphBuilder {
+  checkUNetConfig(kind, cfg);
+  const levels = cfg.blockChannels.length;
   const temporalOn = opts.temporalLayers ?? true;
   const g = new GraphBuilder({
     name: kind,
     seed: opts.seed,
     ...(opts.materialize === undefined ? {} : { materialize: opts.materialize }),
+    ...(opts.weights ? { weights: opts.weights } : {}),
     docString: `lavie-serve ${kind}${temporalOn ? "" : " (2D-only)"}`,
   });
   const contract = contractFor(kind, { width: cfg.crossAttentionDim, inChannels: cfg.inChannels });
-  const inputs = new Map<string, Value>();
-  for (const s of contract.inputs) inputs.set(s.name, g.input(s.name, s.dtype, s.shape));
-  const need = (n: string): Value => {
-    const v = inputs.get(n);
-    if (!v) throw new Error(`contract input ${n} missing`);
-    return v;
-  };
-  const sample = need("sample");
+  const [sampleSpec, timestepSpec, textSpec] = contract.inputs;
+  if (!sampleSpec || !timestepSpec || !textSpec) throw new Error(`${kind}: contract inputs missing`);
+  const sample = g.input(sampleSpec.name, sampleSpec.dtype, sampleSpec.shape);
+  const timestep = g.input(timestepSpec.name, timestepSpec.dtype, timestepSpec.shape);
+  const text = g.input(textSpec.name, textSpec.dtype, textSpec.shape);
 
   const ch = cfg.blockChannels;
   const ch0 = ch[0]!;
   const T = cfg.timeEmbedDim;
   const frames = dims(g, sample, 2, 3);
 
-  // Time (+ class) embedding per batch element, then repeated per frame.
-  let emb = g.scope("time_embedding", () => {
-    const h = linear(g, "linear_1", timestepEmbedding(g, need("timestep"), ch0), ch0, T);
+  // Time embedding per batch element, then repeated per frame (as is the text).
+  const emb = g.scope("time_embedding", () => {
+    const h = linear(g, "linear_1", timestepEmbedding(g, timestep, ch0, { flipSinToCos: true }), ch0, T);
     return linear(g, "linear_2", silu(g, h), T, T);
   });
-  if (kind === "vsr_unet") {
-    const table = g.param("class_embedding.weight", [cfg.classEmbeddings, T], { kind: "normal", std: 1 });
-    emb = g.op("Add", [emb, g.op("Gather", [table, need("class_labels")])]);
-  }
   const temb = repeatPerFrame(g, emb, frames, [T]);
-  const ctx = repeatPerFrame(g, need("encoder_hidden_states"), frames, [TEXT_LEN, cfg.crossAttentionDim]);
+  const ctx = repeatPerFrame(g, text, frames, [TEXT_LEN, cfg.crossAttentionDim]);
 
-  const temporal = temporalOn ? cfg.temporal : null;
-  const modules = temporalOn && cfg.temporalModules;
+  // LaVie normalises the clip (statistics over all frames); the 2D-only network is SD on each frame.
+  const clipNorms = temporalOn;
+  const eps = cfg.normEps ?? DEFAULT_NORM_EPS;
+  const norm = (name: string, x: Value, c: number): Value =>
+    clipNorms
+      ? groupNormFrames(g, name, x, frames, c, cfg.groups, eps)
+      : groupNorm(g, name, x, c, cfg.groups, eps);
   const res = (name: string, x: Value, cin: number, cout: number): Value =>
-    resnet(g, name, x, temb, cin, cout, { groups: cfg.groups, eps: 1e-5, tembDim: T });
-  /** Transformer (+ VSR temporal module) at `prefix`.attentions.j / .temporal_modules.j. */
-  const attn = (prefix: string, j: number, x: Value, c: number, onlyCross: boolean): Value => {
+    resnet(g, name, x, temb, cin, cout, {
+      groups: cfg.groups,
+      eps,
+      tembDim: T,
+      ...(clipNorms ? { frames } : {}),
+    });
+  const attn = (name: string, x: Value, c: number, heads: number): Value => {
     const o: TransformerOptions = {
       channels: c,
-      heads: cfg.heads,
+      heads,
       contextDim: cfg.crossAttentionDim,
       groups: cfg.groups,
-      linearProjection: cfg.linearProjection,
-      onlyCrossAttention: onlyCross,
       sparseCausal: cfg.sparseCausal,
-      temporal,
+      temporal: temporalOn ? cfg.temporal : null,
       frames,
+      // The base UNet saves its rotary frequencies in every temporal attention (attn_temp.rotary_emb.freqs).
+      ...(kind === "base_unet" ? { ropeFreqs: "own" as const } : {}),
     };
-    let h = transformer3d(g, `${prefix}.attentions.${j}`, x, ctx, o);
-    if (modules)
-      h = temporalModule(g, `${prefix}.temporal_modules.${j}`, h, {
-        channels: c,
-        groups: cfg.groups,
-        frames,
-        temb,
-        tembDim: T,
-      });
-    return h;
+    return transformer3d(g, name, x, ctx, o);
   };
 
   let x = conv2d(g, "conv_in", foldFrames(g, sample, cfg.inChannels), cfg.inChannels, ch0);
@@ -131,7 +149,7 @@ export function buildUNet(kind: UNetKind, cfg: UNetConfig, opts: UNetBuildOption
     for (let j = 0; j < cfg.layersPerBlock; j++) {
       x = res(`${p}.resnets.${j}`, x, c, cout);
       c = cout;
-      if (cfg.attention[l]) x = attn(p, j, x, c, cfg.onlyCrossAttention[l]!);
+      if (cfg.attention[l]) x = attn(`${p}.attentions.${j}`, x, c, cfg.heads[l]!);
       skips.push({ v: x, c });
     }
     if (l < levels - 1) {
@@ -140,9 +158,9 @@ export function buildUNet(kind: UNetKind, cfg: UNetConfig, opts: UNetBuildOption
     }
   }
 
-  // Mid block: resnet -> transformer (always self + cross attention) -> resnet.
+  // Mid block: resnet -> transformer -> resnet.
   x = res("mid_block.resnets.0", x, c, c);
-  x = attn("mid_block", 0, x, c, false);
+  x = attn("mid_block.attentions.0", x, c, cfg.heads[levels - 1]!);
   x = res("mid_block.resnets.1", x, c, c);
 
   for (let i = 0; i < levels; i++) {
@@ -155,14 +173,17 @@ export function buildUNet(kind: UNetKind, cfg: UNetConfig, opts: UNetBuildOption
       x = g.op("Concat", [x, skip.v], { axis: attr.i(1) });
       x = res(`${p}.resnets.${j}`, x, c + skip.c, cout);
       c = cout;
-      if (cfg.attention[l]) x = attn(p, j, x, c, cfg.onlyCrossAttention[l]!);
+      if (cfg.attention[l]) x = attn(`${p}.attentions.${j}`, x, c, cfg.heads[l]!);
     }
-    if (l > 0) x = conv2d(g, `${p}.upsamplers.0.conv`, upsample2x(g, x), c, c);
+    if (l > 0) {
+      const next = skips.at(-1);
+      if (!next) throw new Error("skip stack underflow");
+      x = conv2d(g, `${p}.upsamplers.0.conv`, upsampleNearestLike(g, x, next.v), c, c);
+    }
   }
   if (skips.length) throw new Error(`unused skips: ${skips.length}`);
 
-  x = silu(g, groupNorm(g, "conv_norm_out", x, c, cfg.groups, 1e-5));
-  x = conv2d(g, "conv_out", x, c, cfg.outChannels);
+  x = conv2d(g, "conv_out", silu(g, norm("conv_norm_out", x, c)), c, cfg.outChannels);
   const out = contract.outputs[0]!;
   g.output(unfoldFrames(g, x, frames, cfg.outChannels), out.name, out.dtype, out.shape);
   return g;

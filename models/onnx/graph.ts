@@ -76,7 +76,9 @@ export type Init =
   | { kind: "normal"; std: number; mean?: number }
   | { kind: "uniform"; bound: number }
   | { kind: "zeros" }
-  | { kind: "ones" };
+  | { kind: "ones" }
+  /** Fixed values (e.g. a rotary embedding's frequencies), one per element. */
+  | { kind: "values"; values: ArrayLike<number> };
 
 export interface GraphBuilderOptions {
   name: string;
@@ -237,6 +239,11 @@ export class GraphBuilder {
           data.fill(1);
           break;
         case "zeros":
+          break;
+        case "values":
+          if (init.values.length !== count)
+            throw new Error(`parameter ${name}: ${init.values.length} initial values for ${count} elements`);
+          data.set(init.values);
           break;
       }
       this.initializers.push(this.paramTensor(name, shape, data));
