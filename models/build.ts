@@ -23,6 +23,7 @@ import {
 } from "./manifest.ts";
 import { buildTextEncoder } from "./nets/text_encoder.ts";
 import { buildUNet } from "./nets/unet.ts";
+import { buildVsrUNet } from "./nets/unet_vsr.ts";
 import { buildVaeDecoder, buildVaeEncoder } from "./nets/vae.ts";
 import {
   NETWORK_IDS,
@@ -88,7 +89,7 @@ export function buildNetwork(preset: Preset, id: NetworkId, opts: BuildOptions):
     case "interp_unet":
       return buildUNet("interp_unet", preset.interpUnet, o);
     case "vsr_unet":
-      return buildUNet("vsr_unet", preset.vsrUnet, o);
+      return buildVsrUNet(preset.vsrUnet, o);
     case "sd_vae_decoder":
       return buildVaeDecoder(preset.sdVae, o, "vae_decoder");
     case "x4_vae_decoder":

@@ -99,3 +99,53 @@ export interface BuildOptions {
   /** Parameter values from an imported checkpoint (official state-dict keys); seeded when absent. */
   weights?: WeightSource;
 }
+
+/**
+ * LaVie's video super-resolution UNet (the official UNet3DVSRModel: the x4 upscaler's UNet inflated to
+ * video). Names of the official unet_3d_config.json in the comments; models/import/vsr_config.ts reads
+ * that format. `ropeDim` and `temporalGroups` are constants of the official code (32 each), settable
+ * here so that the small presets keep the structure at small widths.
+ */
+export interface VsrUNetConfig {
+  /** in_channels: latent (4) + low-res RGB (3); the caller concatenates them into `sample`. */
+  inChannels: number;
+  /** out_channels */
+  outChannels: number;
+  /** block_out_channels; a stride-2 downsample after every level but the last. Time embedding: 4x the first. */
+  blockChannels: number[];
+  /** Per level: CrossAttnDownBlock3D (true) or DownBlock3D; up_block_types mirror it. */
+  attention: boolean[];
+  /** only_cross_attention per level: attn1 attends to the text instead of the frame. */
+  onlyCrossAttention: boolean[];
+  /** attention_head_dim per level (the official name of the number of heads); the mid block uses the last. */
+  heads: number[];
+  /** layers_per_block: resnets per down level (up levels have one more). */
+  layersPerBlock: number;
+  /** cross_attention_dim: width of the text states. */
+  crossAttentionDim: number;
+  /** norm_num_groups of the block resnets, the transformers' GroupNorm and conv_norm_out. */
+  groups: number;
+  /** norm_eps of the block resnets and conv_norm_out (the other norms' eps are fixed: 1e-6, LayerNorm 1e-5). */
+  normEps: number;
+  /** mid_block_scale_factor: the mid block's resnet outputs are divided by it. */
+  midBlockScaleFactor: number;
+  /** num_class_embeds: rows of the noise-level table added to the time embedding (0: no table). */
+  classEmbeddings: number;
+  /** max_noise_level: the official model refuses class labels above it. */
+  maxNoiseLevel: number;
+  /** flip_sin_to_cos and freq_shift of the sinusoidal timestep embedding. */
+  flipSinToCos: boolean;
+  freqShift: number;
+  /** center_input_sample: the 7-channel input becomes 2x - 1. */
+  centerInputSample: boolean;
+  /** down_temporal_idx as a flag per down level: a temporal module after the whole level. */
+  downTemporal: boolean[];
+  /** mid_temporal */
+  midTemporal: boolean;
+  /** up_temporal_idx as a flag per up block (up block i works at level L-1-i). */
+  upTemporal: boolean[];
+  /** Rotary dims of the temporal attention (official: RotaryEmbedding(32)); heads must be at least this wide. */
+  ropeDim: number;
+  /** GroupNorm groups of the frame-axis resnets (resblock_temporal, temporal modules; official: 32). */
+  temporalGroups: number;
+}

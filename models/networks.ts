@@ -3,7 +3,7 @@
  * which preset config each uses, the contract parameters that config implies, and how the project
  * seeds each one. Pure data: the builders themselves are wired in build.ts.
  */
-import type { TextEncoderConfig, UNetConfig, VaeConfig } from "./configs.ts";
+import type { TextEncoderConfig, UNetConfig, VaeConfig, VsrUNetConfig } from "./configs.ts";
 import { contractFor, type NetworkContract, type NetworkKind } from "./contract.ts";
 import { seedFromName } from "./onnx/init.ts";
 import type { Preset } from "./presets.ts";
@@ -30,7 +30,7 @@ export const NETWORK_IDS: readonly NetworkId[] = [
   "x4_vae_decoder",
 ];
 
-export type NetworkConfig = TextEncoderConfig | UNetConfig | VaeConfig;
+export type NetworkConfig = TextEncoderConfig | UNetConfig | VsrUNetConfig | VaeConfig;
 
 export const NETWORK_KINDS: Readonly<Record<NetworkId, NetworkKind>> = {
   clip_text: "text_encoder",
@@ -71,7 +71,7 @@ export function networkConfig(preset: Preset, id: NetworkId): NetworkConfig {
 export function networkContract(kind: NetworkKind, config: NetworkConfig): NetworkContract {
   if (kind === "text_encoder") return contractFor(kind, { width: (config as TextEncoderConfig).width });
   if (kind === "base_unet" || kind === "interp_unet" || kind === "vsr_unet") {
-    const c = config as UNetConfig;
+    const c = config as UNetConfig | VsrUNetConfig;
     return contractFor(kind, { width: c.crossAttentionDim, inChannels: c.inChannels });
   }
   return contractFor(kind);

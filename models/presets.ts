@@ -4,7 +4,13 @@
  * seconds on 2 CPU cores for tests. All keep LaVie's structure and I/O contract.
  */
 import { invalidArgument } from "../core/errors.ts";
-import type { TemporalAttentionConfig, TextEncoderConfig, UNetConfig, VaeConfig } from "./configs.ts";
+import type {
+  TemporalAttentionConfig,
+  TextEncoderConfig,
+  UNetConfig,
+  VaeConfig,
+  VsrUNetConfig,
+} from "./configs.ts";
 
 export type PresetName = "tiny" | "small" | "lavie";
 export const PRESET_NAMES: readonly PresetName[] = ["tiny", "small", "lavie"];
@@ -19,7 +25,7 @@ export interface Preset {
   baseUnet: UNetConfig;
   interpUnet: UNetConfig;
   vsrText: TextEncoderConfig;
-  vsrUnet: UNetConfig;
+  vsrUnet: VsrUNetConfig;
   sdVae: VaeConfig;
   x4Vae: VaeConfig;
   /** Default denoising steps per stage (LaVie: 50 each). */
@@ -67,19 +73,32 @@ function interpOf(base: UNetConfig): UNetConfig {
   return { ...base, inChannels: 8, sparseCausal: true, temporal: INTERP_TEMPORAL };
 }
 
-function x4Unet(over: Partial<UNetConfig>): UNetConfig {
-  return sdUnet({
+/** LaVie's VSR UNet as vsr/configs/unet_3d_config.json and the official code define it. */
+function vsrUnet(over: Partial<VsrUNetConfig>): VsrUNetConfig {
+  return {
     inChannels: 7,
+    outChannels: 4,
     blockChannels: [256, 512, 512, 1024],
     attention: [false, true, true, true],
-    onlyCrossAttention: [false, true, true, false],
+    onlyCrossAttention: [true, true, true, false],
+    heads: [8, 8, 8, 8],
+    layersPerBlock: 2,
     crossAttentionDim: 1024,
-    timeEmbedDim: 1024,
-    linearProjection: true,
+    groups: 32,
+    normEps: 1e-5,
+    midBlockScaleFactor: 1,
     classEmbeddings: 1000,
-    temporalModules: true,
+    maxNoiseLevel: 350,
+    flipSinToCos: true,
+    freqShift: 0,
+    centerInputSample: false,
+    downTemporal: [true, true, true, true],
+    midTemporal: true,
+    upTemporal: [true, true, true, true],
+    ropeDim: 32,
+    temporalGroups: 32,
     ...over,
-  });
+  };
 }
 
 const lavie: Preset = {
@@ -108,7 +127,7 @@ const lavie: Preset = {
     activation: "gelu",
     layerNormEps: 1e-5,
   },
-  vsrUnet: x4Unet({}),
+  vsrUnet: vsrUnet({}),
   sdVae: {
     latentChannels: 4,
     blockChannels: [128, 256, 512, 512],
@@ -163,15 +182,19 @@ const small: Preset = {
     activation: "gelu",
     layerNormEps: 1e-5,
   },
-  vsrUnet: x4Unet({
+  // Heads at least ropeDim wide; widths divisible by groups and temporalGroups.
+  vsrUnet: vsrUnet({
     blockChannels: [16, 32, 64],
     attention: [false, true, true],
-    onlyCrossAttention: [false, true, false],
+    onlyCrossAttention: [true, true, false],
+    heads: [1, 2, 2],
     layersPerBlock: 1,
-    heads: 4,
     crossAttentionDim: 320,
     groups: 8,
-    timeEmbedDim: 64,
+    downTemporal: [true, true, true],
+    upTemporal: [true, true, true],
+    ropeDim: 16,
+    temporalGroups: 8,
   }),
   sdVae: {
     latentChannels: 4,
@@ -226,15 +249,18 @@ const tiny: Preset = {
     activation: "gelu",
     layerNormEps: 1e-5,
   },
-  vsrUnet: x4Unet({
+  vsrUnet: vsrUnet({
     blockChannels: [8, 16, 16],
     attention: [false, true, true],
-    onlyCrossAttention: [false, true, false],
+    onlyCrossAttention: [true, true, false],
+    heads: [1, 2, 2],
     layersPerBlock: 1,
-    heads: 2,
     crossAttentionDim: 48,
     groups: 4,
-    timeEmbedDim: 32,
+    downTemporal: [true, true, true],
+    upTemporal: [true, true, true],
+    ropeDim: 8,
+    temporalGroups: 4,
   }),
   sdVae: {
     latentChannels: 4,
@@ -262,6 +288,6 @@ export function getPreset(name: string): Preset {
 }
 
 /** Spatial divisor a UNet needs on its latent/low-res input: 2^(levels-1). */
-export function unetDivisor(c: UNetConfig): number {
+export function unetDivisor(c: { readonly blockChannels: readonly number[] }): number {
   return 2 ** (c.blockChannels.length - 1);
 }
