@@ -9,7 +9,7 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { invalidArgument } from "../core/errors.ts";
-import type { BuildOptions } from "./configs.ts";
+import type { BuildOptions, TextEncoderConfig, UNetConfig, VaeConfig, VsrUNetConfig } from "./configs.ts";
 import { writeChunks, writeFileAtomic } from "./files.ts";
 import {
   type FileEntry,
@@ -78,24 +78,26 @@ export interface BuildSummary {
 
 /** Builds one network of a preset (materialize: false counts parameters without weights). */
 export function buildNetwork(preset: Preset, id: NetworkId, opts: BuildOptions): GraphBuilder {
-  const o: BuildOptions = { ...opts, seed: networkSeed(opts.seed, id) };
+  return buildNetworkFor(id, networkConfig(preset, id), { ...opts, seed: networkSeed(opts.seed, id) });
+}
+
+/** Builds network `id` from its config (seeded weights, or opts.weights for an imported checkpoint). */
+export function buildNetworkFor(id: NetworkId, config: NetworkConfig, opts: BuildOptions): GraphBuilder {
   switch (id) {
     case "clip_text":
-      return buildTextEncoder(preset.clipText, o);
     case "vsr_text":
-      return buildTextEncoder(preset.vsrText, o);
+      return buildTextEncoder(config as TextEncoderConfig, opts);
     case "base_unet":
-      return buildUNet("base_unet", preset.baseUnet, o);
     case "interp_unet":
-      return buildUNet("interp_unet", preset.interpUnet, o);
+      return buildUNet(id, config as UNetConfig, opts);
     case "vsr_unet":
-      return buildVsrUNet(preset.vsrUnet, o);
+      return buildVsrUNet(config as VsrUNetConfig, opts);
     case "sd_vae_decoder":
-      return buildVaeDecoder(preset.sdVae, o, "vae_decoder");
+      return buildVaeDecoder(config as VaeConfig, opts, "vae_decoder");
     case "x4_vae_decoder":
-      return buildVaeDecoder(preset.x4Vae, o, "x4_vae_decoder");
+      return buildVaeDecoder(config as VaeConfig, opts, "x4_vae_decoder");
     case "sd_vae_encoder":
-      return buildVaeEncoder(preset.sdVae, o);
+      return buildVaeEncoder(config as VaeConfig, opts);
   }
 }
 

@@ -98,6 +98,8 @@ export interface BuildOptions {
   materialize?: boolean;
   /** Parameter values from an imported checkpoint (official state-dict keys); seeded when absent. */
   weights?: WeightSource;
+  /** Storage type of the parameters in the ONNX file (float16 halves it; computed in float32). */
+  weightDtype?: "float32" | "float16";
 }
 
 /**

@@ -41,9 +41,11 @@ export function tokenizerFiles(preset: Preset): { clip: string; vsr: string } {
   };
 }
 
-export function stageEntries(preset: Preset): Record<StageName, StageEntry> {
+export function stageEntries(
+  preset: Preset,
+  tok: { clip: string; vsr: string } = tokenizerFiles(preset),
+): Record<StageName, StageEntry> {
   const { frames, height, width } = preset.base;
-  const tok = tokenizerFiles(preset);
   const interpFrames = (frames - 1) * INTERPOLATION_FACTOR + 1;
   return {
     base: {

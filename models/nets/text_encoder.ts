@@ -101,6 +101,7 @@ export function buildTextEncoder(cfg: TextEncoderConfig, opts: BuildOptions): Gr
     seed: opts.seed,
     materialize: opts.materialize ?? true,
     weights: opts.weights,
+    weightDtype: opts.weightDtype ?? "float32",
     docString: `CLIP text encoder: width ${cfg.width}, ${cfg.layers} layers, ${cfg.heads} heads, ${cfg.activation}`,
   });
   const ids = g.input(input.name, "int64", input.shape);

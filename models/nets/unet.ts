@@ -88,6 +88,7 @@ export function buildUNet(kind: UNetKind, cfg: UNetConfig, opts: UNetBuildOption
     seed: opts.seed,
     ...(opts.materialize === undefined ? {} : { materialize: opts.materialize }),
     ...(opts.weights ? { weights: opts.weights } : {}),
+    ...(opts.weightDtype ? { weightDtype: opts.weightDtype } : {}),
     docString: `lavie-serve ${kind}${temporalOn ? "" : " (2D-only)"}`,
   });
   const contract = contractFor(kind, { width: cfg.crossAttentionDim, inChannels: cfg.inChannels });

@@ -94,6 +94,7 @@ export function buildVsrUNet(cfg: VsrUNetConfig, opts: VsrUNetBuildOptions): Gra
     seed: opts.seed,
     ...(opts.materialize === undefined ? {} : { materialize: opts.materialize }),
     ...(opts.weights ? { weights: opts.weights } : {}),
+    ...(opts.weightDtype ? { weightDtype: opts.weightDtype } : {}),
     docString: `lavie-serve vsr_unet${temporalOn ? "" : " (2D-only)"}`,
   });
   const contract = contractFor("vsr_unet", { width: cfg.crossAttentionDim, inChannels: cfg.inChannels });

@@ -82,6 +82,7 @@ function newGraph(name: string, opts: BuildOptions, doc: string): GraphBuilder {
     seed: opts.seed,
     materialize: opts.materialize ?? true,
     weights: opts.weights,
+    weightDtype: opts.weightDtype ?? "float32",
     docString: doc,
   });
 }

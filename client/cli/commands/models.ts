@@ -5,6 +5,8 @@
 import { type Command, Option } from "commander";
 import { buildModelDirectory, DEFAULT_EXTERNAL_DATA_THRESHOLD, paramReport } from "../../../models/build.ts";
 import { writeExportManifest } from "../../../models/export_manifest.ts";
+import { importLavie } from "../../../models/import/lavie.ts";
+import { parseLoraSpec } from "../../../models/import/lora.ts";
 import { loadModelDirectory } from "../../../models/loader.ts";
 import { manifestFiles } from "../../../models/manifest.ts";
 import { formatBytes, formatCount, formatMs, formatShort, table } from "../format.ts";
@@ -64,6 +66,77 @@ export function registerModelsCommands(program: Command): void {
           `in ${formatMs(summary.ms)}; manifest: ${summary.dir}/manifest.json`,
       );
     });
+
+  models
+    .command("import")
+    .description(
+      "import the published LaVie weights (pretrained_models/ as the official instructions lay it out) into a model directory",
+    )
+    .addOption(
+      new Option(
+        "--from <dir>",
+        "the pretrained_models directory (lavie_*.pt, stable-diffusion-v1-4/, stable-diffusion-x4-upscaler/)",
+      ).makeOptionMandatory(),
+    )
+    .addOption(
+      new Option("--out <dir>", "model directory to write (created if missing)").makeOptionMandatory(),
+    )
+    .addOption(
+      new Option(
+        "--vsr-unet-config <file>",
+        "the VSR UNet config (LaVie's vsr/configs/unet_3d_config.json format); default: the published one",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--lora <file[:scale]>",
+        "merge a LoRA (SD 1.x: kohya, diffusers or PEFT layout) into the base UNet; repeatable",
+      ).argParser((v: string, prev: { file: string; scale: number }[] = []) => [
+        ...prev,
+        parseLoraSpec(v, "--lora"),
+      ]),
+    )
+    .option("--fp16", "store weights as float16 (half the files, for GPU runners; computed in float32)")
+    .addOption(
+      new Option(
+        "--external-data-threshold <bytes>",
+        "networks with more weight bytes use an external .onnx.data file",
+      )
+        .argParser(parseBytes)
+        .default(DEFAULT_EXTERNAL_DATA_THRESHOLD, "1G"),
+    )
+    .action(
+      async (o: {
+        from: string;
+        out: string;
+        vsrUnetConfig?: string;
+        lora?: { file: string; scale: number }[];
+        fp16?: boolean;
+        externalDataThreshold: number;
+      }) => {
+        const t0 = performance.now();
+        out(`importing ${o.from} into ${o.out}`);
+        const summary = await importLavie(o.from, o.out, {
+          ...(o.vsrUnetConfig ? { vsrUnetConfig: o.vsrUnetConfig } : {}),
+          ...(o.lora ? { lora: o.lora } : {}),
+          weightDtype: o.fp16 ? "float16" : "float32",
+          externalDataThreshold: o.externalDataThreshold,
+          onProgress: (e) => {
+            const r = e.result;
+            out(
+              `  [${e.index + 1}/${e.total}] ${r.id.padEnd(14)} ${formatShort(r.parameters).padStart(8)} params  ` +
+                `${formatBytes(r.bytes).padStart(10)}  ${formatMs(r.ms)}`,
+            );
+          },
+        });
+        for (const l of summary.lora) out(`  LoRA merged into ${l.network}: ${l.keys.length} weights`);
+        const bytes = summary.networks.reduce((a, n) => a + n.bytes, 0);
+        out(
+          `imported ${summary.networks.length} networks, ${formatBytes(bytes)} in ${formatMs(performance.now() - t0)}; ` +
+            `manifest: ${summary.dir}/manifest.json`,
+        );
+      },
+    );
 
   models
     .command("params")
