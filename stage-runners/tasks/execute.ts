@@ -145,13 +145,17 @@ async function encode(task: EncodeTask, ctx: TaskContext): Promise<Tensor> {
   const [, , h, w] = params.shape as number[];
   // LaVie conditions on a posterior sample, not the mean. Its noise is keyed by the latent's position,
   // so any grouping of the frames into encode tasks draws the same sample.
-  const tiles = ctx.plan.tensors[task.output.tensor]!.tiles;
-  const box = tiles.tiles[task.output.tile]!.box;
-  const noise = noiseBox(
-    { seed: ctx.spec.seed, stage: "interpolation/posterior", step: 0 },
-    tiles.shape,
-    box,
-  );
+  // The latent box mirrors the pixel box read ([1, 3, F, H, W] -> [1, 4, F, h, w]); a stage runner's
+  // plan holds the read tensor's full tiling but not the output's.
+  const inShape = ctx.plan.tensors[task.input.tensor]!.tiles.shape;
+  const read = task.input.box;
+  const down = (px: number, axis: 3 | 4) => (px * (axis === 3 ? h! : w!)) / read.size[axis]!;
+  const fullShape = [1, 4, inShape[2]!, down(inShape[3]!, 3), down(inShape[4]!, 4)];
+  const start = [0, 0, read.start[2]!, down(read.start[3]!, 3), down(read.start[4]!, 4)];
+  const noise = noiseBox({ seed: ctx.spec.seed, stage: "interpolation/posterior", step: 0 }, fullShape, {
+    start,
+    size: [1, 4, f!, h!, w!],
+  });
   const z = samplePosterior(params.data, params.shape, swapChannelsFrames(noise).data, task.scalingFactor);
   return swapChannelsFrames({ shape: [1, f!, 4, h!, w!], data: z });
 }
