@@ -150,16 +150,21 @@ const SINGLE_FILES = [
   "pytorch_model.bin.index.json",
 ];
 
-/** The state dict of a diffusers-style folder (one weight file, or shards listed by an index). */
-export async function readDiffusersFolder(dir: string): Promise<Map<string, TensorRecord>> {
+/** The weight file (or shard index) a diffusers-style folder is read from, by order of preference. */
+export async function diffusersWeightFile(dir: string): Promise<string> {
   for (const name of SINGLE_FILES) {
     const path = join(dir, name);
-    if (!(await isFile(path))) continue;
-    return name.endsWith(".index.json") ? readSharded(dir, path) : readStateDict(path);
+    if (await isFile(path)) return path;
   }
   throw new LavieError("not_found", `${dir}: no weight file found; looked for ${SINGLE_FILES.join(", ")}`, {
     field: dir,
   });
+}
+
+/** The state dict of a diffusers-style folder (one weight file, or shards listed by an index). */
+export async function readDiffusersFolder(dir: string): Promise<Map<string, TensorRecord>> {
+  const path = await diffusersWeightFile(dir);
+  return path.endsWith(".index.json") ? readSharded(dir, path) : readStateDict(path);
 }
 
 async function isFile(path: string): Promise<boolean> {

@@ -15,11 +15,16 @@
  * key. Networks are imported one at a time, so memory holds one network's weights at once.
  */
 import { mkdir, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { LavieError } from "../../core/errors.ts";
 import { VSR_NOISE_LEVEL } from "../../core/samplers/index.ts";
 import { type BuiltNetwork, buildNetworkFor, writeNetworkGraph } from "../build.ts";
-import { readDiffusersFolder, readStateDict, type TensorRecord } from "../checkpoint/index.ts";
+import {
+  diffusersWeightFile,
+  readDiffusersFolder,
+  readStateDict,
+  type TensorRecord,
+} from "../checkpoint/index.ts";
 import type { TextEncoderConfig, UNetConfig, VaeConfig, VsrUNetConfig } from "../configs.ts";
 import { writeChunks, writeFileAtomic } from "../files.ts";
 import {
@@ -75,8 +80,10 @@ export interface ImportSummary {
 /** Where one network comes from. */
 interface Source {
   config: string | null;
-  /** Weight file (or diffusers folder) as named in messages. */
+  /** Weight file, or diffusers folder (see weightFile). */
   weights: string;
+  /** The file the weights are read from, for messages. */
+  weightFile(): Promise<string>;
   read(): Promise<Map<string, TensorRecord>>;
   parse(json: JsonObject, file: string): NetworkConfig;
   ignore: readonly RegExp[];
@@ -89,9 +96,17 @@ function sources(from: string, opts: ImportOptions): Record<NetworkId, Source> {
   const lavie = (file: string) => {
     const path = join(from, file);
     // LaVie's loaders: checkpoint["ema"] when present, else the checkpoint itself.
-    return { weights: path, read: () => readStateDict(path, { preferEntry: "ema" }) };
+    return {
+      weights: path,
+      weightFile: async () => path,
+      read: () => readStateDict(path, { preferEntry: "ema" }),
+    };
   };
-  const folder = (dir: string) => ({ weights: dir, read: () => readDiffusersFolder(dir) });
+  const folder = (dir: string) => ({
+    weights: dir,
+    weightFile: () => diffusersWeightFile(dir),
+    read: () => readDiffusersFolder(dir),
+  });
   const text = (dir: string): Source => ({
     config: join(dir, "config.json"),
     ...folder(dir),
@@ -231,8 +246,9 @@ export async function importLavie(
   for (const [index, id] of NETWORK_IDS.entries()) {
     const t0 = performance.now();
     const s = src[id];
-    const tensors = await floatTensors(s.weights, await s.read());
-    if (id === "vsr_unet") aliasCheck(s.weights, tensors);
+    const file = await s.weightFile();
+    const tensors = await floatTensors(file, await s.read());
+    if (id === "vsr_unet") aliasCheck(file, tensors);
     const target = id === "base_unet" ? "unet" : id === "clip_text" ? "text_encoder" : null;
     if (target) {
       for (const l of lora) {
@@ -240,7 +256,7 @@ export async function importLavie(
         if (keys.length) merged.push({ network: id, keys });
       }
     }
-    const weights = new StateDictWeights(s.weights, tensors, {
+    const weights = new StateDictWeights(file, tensors, {
       ignore: s.ignore,
       ...(s.rename ? { rename: s.rename } : {}),
     });
@@ -249,7 +265,7 @@ export async function importLavie(
     const { entry, result } = await writeNetworkGraph(g, id, configs[id], outDir, {
       threshold,
       seed: null,
-      metadata: { "lavie.source": s.weights, "lavie.weight_dtype": weightDtype },
+      metadata: { "lavie.source": relative(from, file), "lavie.weight_dtype": weightDtype },
       bytesPerParam: weightDtype === "float16" ? 2 : 4,
     });
     networks[id] = entry;
