@@ -37,6 +37,7 @@ import {
 } from "../manifest.ts";
 import { VSR_UNET_ALIAS_KEYS } from "../nets/unet_vsr.ts";
 import { NETWORK_IDS, type NetworkConfig, type NetworkId } from "../networks.ts";
+import type { GraphBuilder } from "../onnx/graph.ts";
 import type { Preset } from "../presets.ts";
 import { stageEntries } from "../stages.ts";
 import { CONTEXT_LENGTH, loadTokenizer, tokenizerJsonFromHfFolder } from "../tokenizer/index.ts";
@@ -90,63 +91,121 @@ interface Source {
   rename?: (key: string) => string;
 }
 
-function sources(from: string, opts: ImportOptions): Record<NetworkId, Source> {
-  const sd = join(from, DOWNLOAD.sd);
-  const x4 = join(from, DOWNLOAD.x4);
-  const lavie = (file: string) => {
-    const path = join(from, file);
+/**
+ * The files of one network: `config` its config.json (null for the VSR UNet: the published config),
+ * `weights` a LaVie checkpoint (.pt: the "ema" entry when present) or a diffusers/transformers folder.
+ */
+export interface NetworkFiles {
+  config: string | null;
+  weights: string;
+}
+
+function sourceFor(id: NetworkId, files: NetworkFiles): Source {
+  const { config, weights } = files;
+  const checkpoint = {
+    weights,
+    weightFile: async () => weights,
     // LaVie's loaders: checkpoint["ema"] when present, else the checkpoint itself.
-    return {
-      weights: path,
-      weightFile: async () => path,
-      read: () => readStateDict(path, { preferEntry: "ema" }),
-    };
+    read: () => readStateDict(weights, { preferEntry: "ema" }),
   };
-  const folder = (dir: string) => ({
-    weights: dir,
-    weightFile: () => diffusersWeightFile(dir),
-    read: () => readDiffusersFolder(dir),
-  });
-  const text = (dir: string): Source => ({
-    config: join(dir, "config.json"),
-    ...folder(dir),
-    parse: parseTextEncoderConfig,
-    ignore: TEXT_ENCODER_IGNORE,
-  });
-  const vae = (dir: string, kind: VaeKind): Source => ({
-    config: join(dir, "config.json"),
-    ...folder(dir),
+  const folder = {
+    weights,
+    weightFile: () => diffusersWeightFile(weights),
+    read: () => readDiffusersFolder(weights),
+  };
+  const vae = (kind: VaeKind): Source => ({
+    config,
+    ...folder,
     parse: (json, file) => parseVaeConfig(json, file, kind),
     ignore: vaeIgnore(kind),
     rename: vaeKeyRename,
   });
-  return {
-    clip_text: text(join(sd, "text_encoder")),
-    base_unet: {
-      config: join(sd, "unet", "config.json"),
-      ...lavie(DOWNLOAD.baseCheckpoint),
-      parse: (json, file) => parseUNetConfig(json, file, "base_unet"),
-      ignore: [],
-    },
-    sd_vae_decoder: vae(join(sd, "vae"), "vae_decoder"),
-    sd_vae_encoder: vae(join(sd, "vae"), "vae_encoder"),
-    interp_unet: {
-      config: join(sd, "unet", "config.json"),
-      ...lavie(DOWNLOAD.interpCheckpoint),
-      parse: (json, file) => parseUNetConfig(json, file, "interp_unet"),
-      ignore: [],
-    },
-    vsr_text: text(join(x4, "text_encoder")),
-    vsr_unet: {
-      config: opts.vsrUnetConfig ?? null,
-      ...lavie(DOWNLOAD.vsrCheckpoint),
-      parse: parseVsrUNetConfig,
+  switch (id) {
+    case "clip_text":
+    case "vsr_text":
+      return { config, ...folder, parse: parseTextEncoderConfig, ignore: TEXT_ENCODER_IGNORE };
+    case "base_unet":
+    case "interp_unet":
+      return { config, ...checkpoint, parse: (json, file) => parseUNetConfig(json, file, id), ignore: [] };
+    case "vsr_unet":
       // The official checkpoint repeats the shared rotary frequencies under every temporal attention;
       // the graph takes the root key and the copies are checked to be equal (aliasCheck).
-      ignore: VSR_UNET_ALIAS_KEYS,
-    },
-    x4_vae_decoder: vae(join(x4, "vae"), "x4_vae_decoder"),
+      return { config, ...checkpoint, parse: parseVsrUNetConfig, ignore: VSR_UNET_ALIAS_KEYS };
+    case "sd_vae_decoder":
+      return vae("vae_decoder");
+    case "sd_vae_encoder":
+      return vae("vae_encoder");
+    case "x4_vae_decoder":
+      return vae("x4_vae_decoder");
+  }
+}
+
+/** Each network's files in the download layout. */
+export function downloadFiles(from: string, vsrUnetConfig?: string): Record<NetworkId, NetworkFiles> {
+  const sd = join(from, DOWNLOAD.sd);
+  const x4 = join(from, DOWNLOAD.x4);
+  const folder = (dir: string) => ({ config: join(dir, "config.json"), weights: dir });
+  const unetConfig = join(sd, "unet", "config.json");
+  return {
+    clip_text: folder(join(sd, "text_encoder")),
+    base_unet: { config: unetConfig, weights: join(from, DOWNLOAD.baseCheckpoint) },
+    sd_vae_decoder: folder(join(sd, "vae")),
+    sd_vae_encoder: folder(join(sd, "vae")),
+    interp_unet: { config: unetConfig, weights: join(from, DOWNLOAD.interpCheckpoint) },
+    vsr_text: folder(join(x4, "text_encoder")),
+    vsr_unet: { config: vsrUnetConfig ?? null, weights: join(from, DOWNLOAD.vsrCheckpoint) },
+    x4_vae_decoder: folder(join(x4, "vae")),
   };
+}
+
+function sources(from: string, opts: ImportOptions): Record<NetworkId, Source> {
+  const files = downloadFiles(from, opts.vsrUnetConfig);
+  return Object.fromEntries(NETWORK_IDS.map((id) => [id, sourceFor(id, files[id])])) as Record<
+    NetworkId,
+    Source
+  >;
+}
+
+async function parseConfig(s: Source): Promise<NetworkConfig> {
+  const file = s.config ?? "the published VSR UNet config";
+  const json = s.config ? await readConfigJson(s.config) : PUBLISHED_VSR_UNET_CONFIG;
+  return s.parse(json, file);
+}
+
+export interface ImportedNetwork {
+  graph: GraphBuilder;
+  config: NetworkConfig;
+  /** The weight file read. */
+  file: string;
+  /** Keys each LoRA merge changed. */
+  lora: string[];
+}
+
+/**
+ * One network as `lavie models import` builds it: config parsed, weights read key for key (every key
+ * used or deliberately ignored), LoRA merged (base UNet, CLIP text encoder), graph built.
+ */
+export async function importNetwork(
+  id: NetworkId,
+  files: NetworkFiles,
+  opts: { weightDtype?: "float32" | "float16"; config?: NetworkConfig; lora?: readonly LoraPlan[] } = {},
+): Promise<ImportedNetwork> {
+  const s = sourceFor(id, files);
+  const config = opts.config ?? (await parseConfig(s));
+  const file = await s.weightFile();
+  const tensors = await floatTensors(file, await s.read());
+  if (id === "vsr_unet") aliasCheck(file, tensors);
+  const target = id === "base_unet" ? "unet" : id === "clip_text" ? "text_encoder" : null;
+  const lora: string[] = [];
+  if (target)
+    for (const l of opts.lora ?? []) lora.push(...applyLora(l.file, tensors, l.pairs, target, l.scale));
+  const weights = new StateDictWeights(file, tensors, {
+    ignore: s.ignore,
+    ...(s.rename ? { rename: s.rename } : {}),
+  });
+  const graph = buildNetworkFor(id, config, { seed: 0, weights, weightDtype: opts.weightDtype ?? "float32" });
+  weights.assertAllUsed();
+  return { graph, config, file, lora };
 }
 
 const FLOAT_DTYPES = new Set(["F32", "F16", "BF16", "F64"]);
@@ -220,12 +279,7 @@ export async function importLavie(
 
   // Configs first: a bad config fails the import before any weight is read.
   const configs = {} as Record<NetworkId, NetworkConfig>;
-  for (const id of NETWORK_IDS) {
-    const s = src[id];
-    const file = s.config ?? "the published VSR UNet config";
-    const json = s.config ? await readConfigJson(s.config) : PUBLISHED_VSR_UNET_CONFIG;
-    configs[id] = s.parse(json, file);
-  }
+  for (const id of NETWORK_IDS) configs[id] = await parseConfig(src[id]);
   const vsr = configs.vsr_unet as VsrUNetConfig;
   if (VSR_NOISE_LEVEL >= vsr.classEmbeddings || VSR_NOISE_LEVEL > vsr.maxNoiseLevel)
     throw new LavieError(
@@ -245,23 +299,9 @@ export async function importLavie(
   const merged: ImportSummary["lora"] = [];
   for (const [index, id] of NETWORK_IDS.entries()) {
     const t0 = performance.now();
-    const s = src[id];
-    const file = await s.weightFile();
-    const tensors = await floatTensors(file, await s.read());
-    if (id === "vsr_unet") aliasCheck(file, tensors);
-    const target = id === "base_unet" ? "unet" : id === "clip_text" ? "text_encoder" : null;
-    if (target) {
-      for (const l of lora) {
-        const keys = applyLora(l.file, tensors, l.pairs, target, l.scale);
-        if (keys.length) merged.push({ network: id, keys });
-      }
-    }
-    const weights = new StateDictWeights(file, tensors, {
-      ignore: s.ignore,
-      ...(s.rename ? { rename: s.rename } : {}),
-    });
-    const g = buildNetworkFor(id, configs[id], { seed: 0, weights, weightDtype });
-    weights.assertAllUsed();
+    const imported = await importNetwork(id, src[id], { weightDtype, config: configs[id], lora });
+    if (imported.lora.length) merged.push({ network: id, keys: imported.lora });
+    const { graph: g, file } = imported;
     const { entry, result } = await writeNetworkGraph(g, id, configs[id], outDir, {
       threshold,
       seed: null,

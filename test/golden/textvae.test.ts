@@ -10,6 +10,7 @@ import { test } from "node:test";
 import * as ort from "onnxruntime-node";
 import { readDiffusersFolder, type TensorRecord } from "../../models/checkpoint/index.ts";
 import { readConfigJson } from "../../models/import/json_fields.ts";
+import { importNetwork } from "../../models/import/lavie.ts";
 import {
   checkPositionIds,
   POSITION_IDS_KEY,
@@ -44,6 +45,12 @@ async function importGraph(
   renameKeys?: (key: string) => string,
 ): Promise<GraphBuilder> {
   const configPath = join(modelDir, "config.json");
+  if (!renameKeys) {
+    // Exactly as `lavie models import` builds the network from this folder.
+    const id =
+      kind === "text_encoder" ? "clip_text" : kind === "x4_vae_decoder" ? kind : (`sd_${kind}` as const);
+    return (await importNetwork(id, { config: configPath, weights: modelDir })).graph;
+  }
   const json = await readConfigJson(configPath);
   const records = await readDiffusersFolder(modelDir);
   const tensors = await floats(records);

@@ -9,11 +9,8 @@
 import assert from "node:assert/strict";
 import { dirname, join, resolve } from "node:path";
 import { test } from "node:test";
-import { readStateDict } from "../../models/checkpoint/index.ts";
-import { readConfigJson } from "../../models/import/json_fields.ts";
-import { parseUNetConfig, type UNetImportKind } from "../../models/import/unet_config.ts";
-import { type FloatTensor, StateDictWeights } from "../../models/import/weights.ts";
-import { buildUNet } from "../../models/nets/unet.ts";
+import { importNetwork } from "../../models/import/lavie.ts";
+import type { UNetImportKind } from "../../models/import/unet_config.ts";
 import type { GraphBuilder } from "../../models/onnx/graph.ts";
 import { GOLDEN_ROOT, listCases, loadCase, maxAbs, maxAbsDiff, runGraph } from "../support/golden.ts";
 
@@ -30,19 +27,13 @@ interface Meta {
 /** One graph per config directory (its cases share the weights). */
 const graphs = new Map<string, Promise<GraphBuilder>>();
 
+/** The network exactly as `lavie models import` builds it from these files. */
 async function importUNet(
   configPath: string,
   checkpointPath: string,
   kind: UNetImportKind,
 ): Promise<GraphBuilder> {
-  const cfg = parseUNetConfig(await readConfigJson(configPath), configPath, kind);
-  const tensors = new Map<string, FloatTensor>();
-  for (const [key, r] of await readStateDict(checkpointPath, { entry: "ema" }))
-    tensors.set(key, { shape: r.shape, data: await r.readFloat32() });
-  const src = new StateDictWeights(checkpointPath, tensors);
-  const g = buildUNet(kind, cfg, { seed: 0, weights: src });
-  src.assertAllUsed();
-  return g;
+  return (await importNetwork(kind, { config: configPath, weights: checkpointPath })).graph;
 }
 
 const cases = await listCases(ROOT);

@@ -12,12 +12,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
 import * as ort from "onnxruntime-node";
-import { readSafetensors, readStateDict } from "../../models/checkpoint/index.ts";
-import { readConfigJson } from "../../models/import/json_fields.ts";
-import { parseVsrUNetConfig } from "../../models/import/vsr_config.ts";
+import { readSafetensors } from "../../models/checkpoint/index.ts";
+import { importNetwork } from "../../models/import/lavie.ts";
 import { type FloatTensor, StateDictWeights } from "../../models/import/weights.ts";
 import { rotaryFreqs } from "../../models/nets/attention.ts";
-import { buildVsrUNet, VSR_UNET_ALIAS_KEYS } from "../../models/nets/unet_vsr.ts";
 import { vsrTemporalAttention } from "../../models/nets/vsr_transformer.ts";
 import { GraphBuilder } from "../../models/onnx/graph.ts";
 import { GOLDEN_ROOT, listCases, loadCase, maxAbs, maxAbsDiff, runGraph } from "../support/golden.ts";
@@ -36,15 +34,10 @@ async function floatTensors(
 /** One graph per config directory (its cases share the weights). */
 const graphs = new Map<string, Promise<GraphBuilder>>();
 
+/** The network exactly as `lavie models import` builds it from these files. */
 async function importVsrUNet(dir: string): Promise<GraphBuilder> {
-  const configPath = join(dir, "config.json");
-  const checkpoint = join(dir, "checkpoint.pt");
-  const cfg = parseVsrUNetConfig(await readConfigJson(configPath), configPath);
-  const tensors = await floatTensors(await readStateDict(checkpoint, { entry: "ema" }));
-  const src = new StateDictWeights(checkpoint, tensors, { ignore: VSR_UNET_ALIAS_KEYS });
-  const g = buildVsrUNet(cfg, { seed: 0, weights: src });
-  src.assertAllUsed();
-  return g;
+  const files = { config: join(dir, "config.json"), weights: join(dir, "checkpoint.pt") };
+  return (await importNetwork("vsr_unet", files)).graph;
 }
 
 /** [B, 4, F, H, W] latent and [B, 3, F, H, W] low-res video -> [B, 7, F, H, W]. */
