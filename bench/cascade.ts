@@ -228,6 +228,17 @@ async function splits(preset: string, cacheDir: string): Promise<{ md: string; j
         "final",
       );
     }
+    // The VSR UNet's GroupNorms take statistics over all frames of the clip (as LaVie's do), so the
+    // official 8-frame chunks and whole-sequence VSR differ.
+    for (const n of [4, 61]) {
+      await add(
+        "VSR frame chunks",
+        `vsr.chunkFrames ${n} (ref 8)`,
+        { ...base, vsr: { chunkFrames: n } },
+        false,
+        "final",
+      );
+    }
     for (const ov of [0, 4, 8]) {
       await add(
         "VSR spatial patches",
