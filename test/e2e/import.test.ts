@@ -219,3 +219,60 @@ test("a truncated checkpoint and a missing file are refused with their paths", a
   rmSync(join(gone, "stable-diffusion-x4-upscaler", "tokenizer"), { recursive: true });
   await importFails(gone, /stable-diffusion-x4-upscaler\/tokenizer: missing \(tokenizer folder\)/);
 });
+
+test("--lora merges a kohya LoRA into the base UNet: the written weight is base + scale * alpha/rank * up @ down", {
+  timeout: 120_000,
+}, async () => {
+  const { readStateDict } = await import("../../models/checkpoint/index.ts");
+  const { fromBinary } = await import("@bufbuild/protobuf");
+  const { ModelProtoSchema } = await import("../../gen/third_party/onnx/onnx_pb.ts");
+  const base = await readStateDict(join(download, "lavie_base.pt"), { preferEntry: "ema" });
+  const key = [...base.keys()].find((k) => k.endsWith("attn1.to_q.weight"))!;
+  const w = base.get(key)!;
+  const [out, inn] = w.shape as [number, number];
+  const rank = 2;
+  const down = Float32Array.from({ length: rank * inn }, (_, i) => Math.sin(i + 1) / 4);
+  const up = Float32Array.from({ length: out * rank }, (_, i) => Math.cos(i + 1) / 4);
+  const name = `lora_unet_${key.slice(0, -".weight".length).replaceAll(".", "_")}`;
+  const loraFile = join(dir, "style.safetensors");
+  await writeSafetensors(
+    loraFile,
+    new Map([
+      [`${name}.lora_down.weight`, { dtype: "F32" as const, shape: [rank, inn], data: down }],
+      [`${name}.lora_up.weight`, { dtype: "F32" as const, shape: [out, rank], data: up }],
+      [`${name}.alpha`, { dtype: "F32" as const, shape: [], data: Float32Array.of(1) }],
+    ]),
+  );
+  const merged = join(dir, "lora-model");
+  const r = await cli([
+    "models",
+    "import",
+    "--from",
+    download,
+    "--vsr-unet-config",
+    vsrConfig,
+    "--out",
+    merged,
+    "--lora",
+    `${loraFile}:0.5`,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /LoRA merged into base_unet: 1 weights/);
+  const model = fromBinary(ModelProtoSchema, readFileSync(join(merged, "base_unet.onnx")));
+  const init = model.graph!.initializer.find((t) => t.name === key)!;
+  const got = new Float32Array(new Uint8Array(init.rawData).buffer); // a copy: rawData may view the file
+  const orig = await w.readFloat32();
+  let worst = 0;
+  for (let o = 0; o < out; o++)
+    for (let i = 0; i < inn; i++) {
+      let p = 0;
+      for (let k = 0; k < rank; k++) p += up[o * rank + k]! * down[k * inn + i]!;
+      worst = Math.max(worst, Math.abs(got[o * inn + i]! - (orig[o * inn + i]! + 0.5 * (1 / rank) * p)));
+    }
+  assert.ok(worst < 1e-6, `merged weight off by ${worst}`);
+  // No other weight moved: the interpolation UNet and a temporal weight of the base UNet are unchanged.
+  const plain = fromBinary(ModelProtoSchema, readFileSync(join(modelDir, "base_unet.onnx")));
+  const temporal = plain.graph!.initializer.find((t) => t.name.includes("attn_temp.to_q.weight"))!;
+  const same = model.graph!.initializer.find((t) => t.name === temporal.name)!;
+  assert.deepEqual(Buffer.from(same.rawData), Buffer.from(temporal.rawData));
+});
