@@ -9,7 +9,7 @@ shopt -s globstar nullglob
 cd "$(dirname "$0")/.."
 files=()
 for f in core/**/*.spec.ts models/**/*.spec.ts coordinator/**/*.spec.ts stage-runners/**/*.spec.ts \
-  client/**/*.spec.ts media/**/*.spec.ts transport/**/*.spec.ts test/**/*.test.ts; do
+  client/**/*.spec.ts media/**/*.spec.ts transport/**/*.spec.ts world/**/*.spec.ts test/**/*.test.ts; do
   files+=("$f")
 done
 if [ "$#" -gt 0 ]; then files=("$@"); fi

@@ -17,6 +17,7 @@ import { registerClusterCommands } from "./commands/cluster.ts";
 import { registerGenerateCommands } from "./commands/generate.ts";
 import { registerModelsCommands } from "./commands/models.ts";
 import { registerJobsCommands } from "./commands/remote.ts";
+import { registerWorldCommands } from "./commands/world.ts";
 import { runProgram } from "./run.ts";
 
 export function createProgram(): Command {
@@ -28,6 +29,7 @@ export function createProgram(): Command {
     .showHelpAfterError("(run with --help for usage)");
   registerGenerateCommands(program);
   registerModelsCommands(program);
+  registerWorldCommands(program);
   registerJobsCommands(program);
   registerClusterCommands(program);
   return program;
