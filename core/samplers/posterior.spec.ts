@@ -13,9 +13,8 @@ test("posterior sample = scale * (mean + exp(clamped logvar / 2) * noise), per i
     0.5 * (-1 + Math.exp(-15) * 2), // logvar -100 clamped to -30
     0.5 * (0 + 1 * 3),
   ];
-  z.forEach((v, i) =>
-    assert.ok(Math.abs(v - expected[i]!) <= 1e-6 * Math.max(1, Math.abs(expected[i]!)), `${i}`),
-  );
+  for (const [i, v] of z.entries())
+    assert.ok(Math.abs(v - expected[i]!) <= 1e-6 * Math.max(1, Math.abs(expected[i]!)), `${i}`);
 });
 
 test("bad moment shapes are refused naming the field", () => {
