@@ -3,51 +3,13 @@ import { test } from "node:test";
 import { LavieError } from "../../core/errors.ts";
 import { getPreset } from "../presets.ts";
 import type { JsonObject } from "./json_fields.ts";
+import { PUBLISHED_VSR_UNET_CONFIG } from "./published.ts";
 import { parseVsrUNetConfig } from "./vsr_config.ts";
 
 const FILE = "unet_3d_config.json";
 
-/** The values of LaVie's published VSR UNet configuration (vsr/configs/unet_3d_config.json) in that format. */
-const PUBLISHED: JsonObject = {
-  _class_name: "UNet3DVSRModel",
-  act_fn: "silu",
-  attention_head_dim: 8,
-  block_out_channels: [256, 512, 512, 1024],
-  center_input_sample: false,
-  cross_attention_dim: 1024,
-  down_block_types: ["DownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D"],
-  downsample_padding: 1,
-  dual_cross_attention: false,
-  flip_sin_to_cos: true,
-  freq_shift: 0,
-  in_channels: 7,
-  layers_per_block: 2,
-  mid_block_scale_factor: 1,
-  norm_eps: 1e-5,
-  norm_num_groups: 32,
-  num_class_embeds: 1000,
-  only_cross_attention: [true, true, true, false],
-  out_channels: 4,
-  sample_size: 128,
-  up_block_types: ["CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "UpBlock3D"],
-  use_linear_projection: true,
-  down_temporal_idx: [0, 1, 2, 3],
-  mid_temporal: true,
-  up_temporal_idx: [0, 1, 2, 3],
-  temporal_module_config: {
-    num_attention_layers: 1,
-    attention_block_types: ["", ""],
-    cross_frame_attention_mode: "0_i-1_i",
-    temporal_shift_fold_div: 2,
-    temporal_shift_direction: "right",
-    use_dcn_warpping: false,
-    use_deformable_conv: true,
-    attention_dim_div: 2,
-  },
-  use_first_frame: false,
-  video_condition: false,
-  freeze_pretrained_2d_upsampler: true,
-};
+/** The values of LaVie's published VSR UNet configuration (vsr/configs/unet_3d_config.json). */
+const PUBLISHED: JsonObject = PUBLISHED_VSR_UNET_CONFIG;
 
 function refused(json: JsonObject, field: string, msg: RegExp): void {
   assert.throws(
