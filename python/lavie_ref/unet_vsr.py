@@ -113,7 +113,8 @@ class VSRUNetConfig:
         o = self.only_cross_attention
         return [o] * self.levels if isinstance(o, bool) else list(o)
 
-    def validate(self) -> None:
+    def validate(self, rotary_dim: int = 32, temporal_groups: int = 32) -> None:
+        """rotary_dim / temporal_groups: VSRUNet's non-official overrides of the official constants (32, 32)."""
         n = self.levels
         if len(self.down_block_types) != n or len(self.up_block_types) != n:
             raise ValueError("down_block_types and up_block_types need one entry per block_out_channels entry")
@@ -130,13 +131,15 @@ class VSRUNetConfig:
         temporal_levels = set(self.down_temporal_idx) | {n - 1 - i for i in self.up_temporal_idx}
         temporal_levels |= {n - 1} if self.mid_temporal else set()
         for i, c in enumerate(self.block_out_channels):
-            if c % self.norm_num_groups or (c % 32 and i in attn_levels | temporal_levels):
-                raise ValueError(f"block_out_channels: {c} must be a multiple of norm_num_groups (and of 32 where "
-                                 "a transformer or temporal module runs: their GroupNorms have 32 groups)")
+            if c % self.norm_num_groups or (c % temporal_groups and i in attn_levels | temporal_levels):
+                raise ValueError(f"block_out_channels: {c} must be a multiple of norm_num_groups (and of "
+                                 f"{temporal_groups} where a transformer or temporal module runs: their frame-axis "
+                                 f"GroupNorms have {temporal_groups} groups)")
         for i in attn_levels:
             c, h = self.block_out_channels[i], self.heads()[i]
-            if c % h or c // h < 32:
-                raise ValueError(f"attention_head_dim: {h} heads on {c} channels; head width must be >= 32 (RoPE dim)")
+            if c % h or c // h < rotary_dim:
+                raise ValueError(f"attention_head_dim: {h} heads on {c} channels; head width must be >= {rotary_dim} "
+                                 "(RoPE dim)")
         tm = self.temporal_module_config
         bad = set(tm) - _TEMPORAL_KEYS
         if bad:
@@ -186,9 +189,15 @@ class Level(nn.Module):
 
 
 class VSRUNet(nn.Module):
-    def __init__(self, cfg: VSRUNetConfig):
+    """rotary_dim and temporal_groups override two constants the official code fixes at 32 (RotaryEmbedding(32),
+    the GroupNorm groups of the frame-axis resnets and temporal modules), for the project's smaller presets
+    (models/configs.ts VsrUNetConfig ropeDim, temporalGroups). They are not config-file fields."""
+
+    def __init__(self, cfg: VSRUNetConfig, rotary_dim: int = 32, temporal_groups: int = 32):
         super().__init__()
-        cfg.validate()
+        if rotary_dim < 2 or rotary_dim % 2:
+            raise ValueError(f"rotary_dim: must be even and positive, got {rotary_dim}")
+        cfg.validate(rotary_dim, temporal_groups)
         self.cfg = cfg
         ch = cfg.block_out_channels
         temb = 4 * ch[0]
@@ -198,16 +207,16 @@ class VSRUNet(nn.Module):
         self.conv_in = FrameConv(cfg.in_channels, ch[0], 3, padding=1)
         self.time_embedding = TimeMLP(ch[0], temb)
         self.class_embedding = nn.Embedding(cfg.num_class_embeds, temb) if cfg.num_class_embeds else None
-        self.temporal_rotary_emb = RotaryFreqs(32)
+        self.temporal_rotary_emb = RotaryFreqs(rotary_dim)
 
         def res(cin: int, cout: int, scale: float = 1.0) -> ClipResBlock:
             return ClipResBlock(cin, cout, temb, groups, eps, scale)
 
         def transformer(c: int, n_heads: int, only_cross: bool) -> VideoTransformer:
-            return VideoTransformer(c, n_heads, ctx, groups, only_cross, self.temporal_rotary_emb)
+            return VideoTransformer(c, n_heads, ctx, groups, only_cross, self.temporal_rotary_emb, temporal_groups)
 
         def temporal(c: int, present: bool) -> nn.Module:
-            return TemporalModule(c, temb) if present else NoTemporalModule()
+            return TemporalModule(c, temb, temporal_groups) if present else NoTemporalModule()
 
         self.down_blocks = nn.ModuleList()
         self.down_temporal_blocks = nn.ModuleList()

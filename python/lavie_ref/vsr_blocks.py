@@ -61,7 +61,7 @@ class ClipResBlock(nn.Module):
 
 class FrameAxisResBlock(nn.Module):
     """Resnet whose convolutions run along the frame axis only (Conv3d kernels (k,1,1) and (3,1,1), zero
-    padding (k-1)/2 and 1 on frames, none in space), GroupNorm(32) over the whole clip.
+    padding (k-1)/2 and 1 on frames, none in space), GroupNorm (official: 32 groups) over the whole clip.
 
     out = x + conv2(silu(norm2(conv1(silu(norm1(x))) [+ time_emb_proj(silu(temb))])))
     Keys: norm1, conv1 [C, C, k, 1, 1], time_emb_proj (only with a time embedding), norm2, conv2 [C, C, 3, 1, 1].
@@ -293,9 +293,10 @@ class VideoTransformer(nn.Module):
     Keys: resblock_temporal, norm, proj_in [C, C], transformer_blocks.0, proj_out [C, C].
     """
 
-    def __init__(self, channels: int, heads: int, ctx_dim: int, groups: int, only_cross: bool, rotary: RotaryFreqs):
+    def __init__(self, channels: int, heads: int, ctx_dim: int, groups: int, only_cross: bool, rotary: RotaryFreqs,
+                 temporal_groups: int = 32):
         super().__init__()
-        self.resblock_temporal = FrameAxisResBlock(channels, 3, None)
+        self.resblock_temporal = FrameAxisResBlock(channels, 3, None, groups=temporal_groups)
         self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
         self.proj_in = nn.Linear(channels, channels)
         self.transformer_blocks = nn.ModuleList([TransformerBlock(channels, heads, ctx_dim, only_cross, rotary)])
@@ -313,14 +314,14 @@ class VideoTransformer(nn.Module):
 class TemporalModule(nn.Module):
     """down_temporal_blocks.i / mid_temporal_block / up_temporal_blocks.i:
     out = x + shift_conv(resblocks_3d_s(resblocks_3d_t(x, temb), temb)), where resblocks_3d_t is a
-    FrameAxisResBlock (kernel 5, time embedding, GroupNorm 32, eps 1e-6), resblocks_3d_s a ClipResBlock
-    (GroupNorm 32, eps 1e-6) and shift_conv a 1x1 conv per frame.
+    FrameAxisResBlock (kernel 5, time embedding, GroupNorm `groups`, eps 1e-6), resblocks_3d_s a ClipResBlock
+    (GroupNorm `groups`, eps 1e-6) and shift_conv a 1x1 conv per frame. The official code fixes groups at 32.
     """
 
-    def __init__(self, channels: int, temb_dim: int):
+    def __init__(self, channels: int, temb_dim: int, groups: int = 32):
         super().__init__()
-        self.resblocks_3d_t = FrameAxisResBlock(channels, 5, temb_dim)
-        self.resblocks_3d_s = ClipResBlock(channels, channels, temb_dim, groups=32, eps=1e-6)
+        self.resblocks_3d_t = FrameAxisResBlock(channels, 5, temb_dim, groups=groups)
+        self.resblocks_3d_s = ClipResBlock(channels, channels, temb_dim, groups=groups, eps=1e-6)
         self.shift_conv = FrameConv(channels, channels, 1)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
