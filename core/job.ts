@@ -7,6 +7,7 @@
  */
 import { invalidArgument } from "./errors.ts";
 import { SAMPLER_NAMES, type SamplerName, stagePreset, validateGuidanceScale } from "./samplers/index.ts";
+import { checkJobSeed } from "./seed.ts";
 import { windows } from "./tiling/index.ts";
 
 export type StopAfter = "base" | "interpolation" | "vsr";
@@ -91,7 +92,6 @@ export const MAX_STEPS = 1000;
 export const MAX_TASKS_PER_JOB = 10_000;
 /** Low-res frames larger than this (pixels) are VAE-decoded in spatial tiles unless a tile is given. */
 export const AUTO_TILE_PIXELS = 4096;
-const MAX_SEED = Number.MAX_SAFE_INTEGER;
 
 function int(field: string, v: unknown, lo: number, hi: number): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v < lo || v > hi) {
@@ -158,7 +158,7 @@ export function resolveJob(req: JobRequest, limits: ModelLimits): JobSpec {
   if (req === null || typeof req !== "object") throw invalidArgument("request", "must be an object");
   const prompt = str("prompt", req.prompt, MAX_PROMPT_CHARS);
   if (prompt.trim().length === 0) throw invalidArgument("prompt", "must not be empty");
-  const seed = int("seed", req.seed ?? 0, 0, MAX_SEED);
+  const seed = checkJobSeed(req.seed ?? 0);
   const stopAfter = (req.stopAfter ?? "vsr") as StopAfter;
   if (!STOP_AFTER.includes(stopAfter)) {
     throw invalidArgument("stopAfter", `unknown stage "${req.stopAfter}"; allowed: ${STOP_AFTER.join(", ")}`);

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { parseJobSeed } from "./options.ts";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const root = mkdtempSync(join(tmpdir(), "lavie-cli-"));
@@ -54,4 +55,38 @@ test("build then verify a tiny directory; verify of a non-directory exits 1", as
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /does not exist/);
   assert.doesNotMatch(bad.stderr, /\n\s+at /);
+});
+
+test("--seed has the job seed's one range and message (core/seed.ts); the weight seed keeps its own", async () => {
+  for (const [seed, shown] of [
+    ["9007199254740992", "9007199254740992"],
+    ["-1", "-1"],
+    ["1.5", '"1.5"'],
+  ] as const) {
+    const r = await lavie("generate", "x", "--preset", "tiny", "--seed", seed);
+    assert.equal(r.code, 2, r.stderr);
+    assert.ok(
+      r.stderr.includes(
+        `option '--seed <n>' argument '${seed}' is invalid. must be an integer in 0..9007199254740991, got ${shown}`,
+      ),
+      r.stderr,
+    );
+  }
+  assert.equal(parseJobSeed("9007199254740991"), 2 ** 53 - 1);
+  assert.equal(parseJobSeed(" 7 "), 7);
+  assert.throws(() => parseJobSeed("18446744073709551615"), {
+    message: "must be an integer in 0..9007199254740991, got 18446744073709551615",
+  });
+  const w = await lavie(
+    "models",
+    "build",
+    "--preset",
+    "tiny",
+    "--out",
+    join(root, "w"),
+    "--seed",
+    "4294967296",
+  );
+  assert.equal(w.code, 2);
+  assert.match(w.stderr, /must be an integer in 0\.\.4294967295/);
 });

@@ -1,5 +1,6 @@
 /** Option parsers shared by CLI commands. Each rejects with a message saying what is allowed. */
 import { InvalidArgumentError } from "commander";
+import { jobSeedProblem } from "../../core/seed.ts";
 import { getPreset, PRESET_NAMES } from "../../models/presets.ts";
 
 /** Any preset name (tiny, small, lavie). */
@@ -22,6 +23,19 @@ export function parseRunnablePreset(value: string): string {
   return value;
 }
 
+/**
+ * A job seed (--seed of generate, interpolate, upscale): the range and message of core/seed.ts,
+ * the same as the client API, resolveJob and the runners give.
+ */
+export function parseJobSeed(value: string): number {
+  const text = value.trim();
+  const v: unknown = /^-?\d+$/.test(text) ? BigInt(text) : value;
+  const problem = jobSeedProblem(v);
+  if (problem !== null) throw new InvalidArgumentError(problem);
+  return Number(v);
+}
+
+/** A 32-bit seed of local generators (model weights, toy-world layouts): not the job seed. */
 export function parseSeed(value: string): number {
   const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
   if (!Number.isInteger(n) || n > 0xffffffff) {

@@ -2,6 +2,7 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { invalidArgument } from "../../core/errors.ts";
 import type { JobRequest, StageRequest } from "../../core/job.ts";
+import { checkJobSeed } from "../../core/seed.ts";
 import { DEFAULT_TENANT, type Priority } from "../../core/tenancy.ts";
 import {
   type Job,
@@ -41,12 +42,9 @@ function defined<T extends object>(o: T): Partial<T> {
 /** The wire request as the core's JobRequest (validated later by resolveJob). */
 export function jobRequestFromMsg(m: JobRequestMsg | undefined): JobRequest {
   if (!m) throw invalidArgument("job", "is required");
-  if (m.seed !== undefined && m.seed > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw invalidArgument("seed", `must be an integer in 0..${Number.MAX_SAFE_INTEGER}`);
-  }
   return {
     prompt: m.prompt,
-    ...(m.seed !== undefined && { seed: Number(m.seed) }),
+    ...(m.seed !== undefined && { seed: checkJobSeed(m.seed) }),
     ...(m.stopAfter !== "" && { stopAfter: m.stopAfter }),
     ...defined({ height: m.height, width: m.width, frames: m.frames }),
     base: { ...stage(m.base), ...defined({ cfgParallel: m.base?.cfgParallel }) },

@@ -7,7 +7,8 @@
  *  1. h = FNV-1a-64 over the bytes  UTF-8(stage) || 0x00 || u64_le(step)
  *     (offset basis 0xcbf29ce484222325, prime 0x100000001b3, arithmetic mod 2^64).
  *     The 9-byte fixed-length suffix makes the encoding injective.
- *  2. Philox4x32-10 key  = (k0, k1) = (seed mod 2^32, floor(seed / 2^32))   [seed in [0, 2^64)]
+ *  2. Philox4x32-10 key  = (k0, k1) = (seed mod 2^32, floor(seed / 2^32))
+ *     [seed: a job seed, 0..2^53 - 1 (core/seed.ts); the derivation itself is defined up to 2^64]
  *  3. For the element with row-major flat index i in the FULL tensor (i < 2^53):
  *       j = floor(i / 4), counter = (j mod 2^32, floor(j / 2^32), h mod 2^32, floor(h / 2^32))
  *       (x0, x1, x2, x3) = Philox4x32-10(counter, key)
@@ -20,13 +21,14 @@
  * never survives the rounding to float32.
  */
 import { invalidArgument } from "../errors.ts";
+import { checkJobSeed } from "../seed.ts";
 import type { Box, Tensor } from "../tensor.ts";
 import { numel, stridesOf } from "../tensor.ts";
 import { philoxBlock, philoxRoundKeys } from "./philox.ts";
 
 export interface NoiseKey {
-  /** Job seed: an integer in [0, 2^64). */
-  readonly seed: number | bigint;
+  /** The job seed: an integer in 0..MAX_JOB_SEED (core/seed.ts). */
+  readonly seed: number;
   /** Stage name, e.g. "base", "interp", "vsr". */
   readonly stage: string;
   /** Sampler step index (a non-negative integer); use a distinct step for initial latents. */
@@ -57,26 +59,15 @@ export interface NoiseStream {
 
 /** Validates a key and derives its stream (see the file header). */
 export function noiseStream(key: NoiseKey): NoiseStream {
-  const { seed, stage, step } = key;
-  let s: bigint;
-  if (typeof seed === "bigint") {
-    s = seed;
-  } else if (typeof seed === "number" && Number.isSafeInteger(seed)) {
-    s = BigInt(seed);
-  } else {
-    throw invalidArgument(
-      "seed",
-      `must be an integer in [0, 2^64) (a safe integer or a bigint), got ${seed}`,
-    );
-  }
-  if (s < 0n || s > MASK64) throw invalidArgument("seed", `must be in [0, 2^64), got ${s}`);
+  const { stage, step } = key;
+  const seed = checkJobSeed(key.seed);
   if (typeof stage !== "string") throw invalidArgument("stage", "must be a string");
   if (!Number.isSafeInteger(step) || step < 0) {
     throw invalidArgument("step", `must be a non-negative integer, got ${step}`);
   }
   const h = stageStepHash(stage, step);
   return {
-    roundKeys: philoxRoundKeys(Number(s & 0xffffffffn), Number(s >> 32n)),
+    roundKeys: philoxRoundKeys(seed % 2 ** 32, Math.floor(seed / 2 ** 32)),
     h0: Number(h & 0xffffffffn),
     h1: Number(h >> 32n),
   };

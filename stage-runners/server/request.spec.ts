@@ -277,3 +277,17 @@ test("hostile requests are refused before any allocation, naming the field", () 
   assert.equal(bad({ attempt: 2_147_483_647 }), "attempt");
   assert.equal(bad({ attempt: -1 }), "attempt");
 });
+
+test("spec_json.seed has the job seed's one range and message (core/seed.ts)", () => {
+  const withSeed = (seed: number) =>
+    create(ExecuteTaskRequestSchema, { ...base, specJson: JSON.stringify({ ...spec, seed }) });
+  assert.equal(validateRequest(withSeed(2 ** 53 - 1), served).spec.seed, 2 ** 53 - 1);
+  assert.throws(() => validateRequest(withSeed(2 ** 53), served), {
+    code: "invalid_argument",
+    field: "spec_json.seed",
+    message: "spec_json.seed: must be an integer in 0..9007199254740991, got 9007199254740992",
+  });
+  assert.throws(() => validateRequest(withSeed(-1), served), {
+    message: "spec_json.seed: must be an integer in 0..9007199254740991, got -1",
+  });
+});

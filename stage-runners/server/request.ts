@@ -17,6 +17,7 @@ import type { NetworkId, StageName, Task, TensorRead } from "../../coordinator/p
 import { invalidArgument, LavieError } from "../../core/errors.ts";
 import { type JobSpec, MAX_FRAMES, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS } from "../../core/job.ts";
 import { SAMPLER_NAMES } from "../../core/samplers/index.ts";
+import { checkJobSeed } from "../../core/seed.ts";
 import type { Box } from "../../core/tensor.ts";
 import { type AxisWindows, planFromWindows, type TilePlan, tilesCovering } from "../../core/tiling/index.ts";
 import type { ExecuteTaskRequest, TileSet } from "../../gen/lavie/v1/runner_pb.ts";
@@ -338,7 +339,7 @@ function stageSpec(field: string, v: unknown): void {
 export function parseSpec(text: string, field = "spec_json"): JobSpec {
   const o = parseJson(field, text);
   str(`${field}.prompt`, o.prompt);
-  int(`${field}.seed`, o.seed, 0);
+  checkJobSeed(o.seed, `${field}.seed`);
   str(`${field}.preset`, o.preset, true, 128);
   oneOf(`${field}.stopAfter`, o.stopAfter, STAGES);
   // The bounds resolveJob enforces: a forged spec cannot make a task allocate more.

@@ -11,13 +11,14 @@ import { LocalEngine } from "../../../coordinator/engine.ts";
 import type { PlanStart } from "../../../coordinator/plan/plan.ts";
 import { LavieError } from "../../../core/errors.ts";
 import type { JobRequest, JobSpec } from "../../../core/job.ts";
+import { MAX_JOB_SEED } from "../../../core/seed.ts";
 import type { Priority } from "../../../core/tenancy.ts";
 import type { Tensor } from "../../../core/tensor.ts";
 import { floatToByte } from "../../../media/convert.ts";
 import { decodeVideo, encodeVideo, framesToTensor, writePngFrames } from "../../../media/index.ts";
 import { ensureModels } from "../../../models/cache.ts";
 import { addConnectionOptions, type ConnectionFlags, clientOptionsOf } from "../connection.ts";
-import { parseRunnablePreset, parseSeed } from "../options.ts";
+import { parseJobSeed, parseRunnablePreset } from "../options.ts";
 import { StageProgress } from "../progress.ts";
 import { generateRemote, parseIdempotencyKey, schedulingOptions, serverOption } from "./remote.ts";
 
@@ -79,7 +80,9 @@ function addJobOptions(cmd: Command): Command {
         "use this model directory (e.g. exported real weights) instead of a preset",
       ),
     )
-    .addOption(new Option("--seed <n>", "job seed, integer 0..4294967295").argParser(parseSeed).default(0))
+    .addOption(
+      new Option("--seed <n>", `job seed, integer 0..${MAX_JOB_SEED}`).argParser(parseJobSeed).default(0),
+    )
     .addOption(intOption("--steps <n>", "denoising steps for every stage (default: the preset's)"))
     .addOption(intOption("--base-steps <n>", "base stage steps"))
     .addOption(intOption("--interp-steps <n>", "interpolation steps"))
