@@ -61,6 +61,7 @@
  * Prints "coordinator listening on <host:port>" when ready; SIGTERM/SIGINT stop it (jobs resume on restart).
  */
 import { readFileSync } from "node:fs";
+import { invalidArgument } from "../core/errors.ts";
 import { ensureModels } from "../models/cache.ts";
 import { natsAuthFromEnv } from "../transport/nats/connect.ts";
 import { coordinatorSecurityFromEnv } from "../transport/security/env.ts";
@@ -78,7 +79,7 @@ function intEnv(name: string, dflt: number, min: number, max: number): number {
   if (v === undefined) return dflt;
   const n = Number(v);
   if (!/^\d+$/.test(v) || n < min || n > max) {
-    throw new Error(`${name}: must be an integer in ${min}..${max}, got "${v}"`);
+    throw invalidArgument(name, `must be an integer in ${min}..${max}, got "${v}"`);
   }
   return n;
 }
@@ -94,7 +95,7 @@ function perStageInt(
   const v = env(name);
   const out: Record<string, number> = Object.fromEntries(stages.map((s) => [s, dflt]));
   if (v === undefined) return out;
-  const bad = () => new Error(`${name}: must be an integer in ${min}..${max} or stage=N,..., got "${v}"`);
+  const bad = () => invalidArgument(name, `must be an integer in ${min}..${max} or stage=N,..., got "${v}"`);
   if (/^\d+$/.test(v)) {
     const n = Number(v);
     if (n < min || n > max) throw bad();
@@ -113,7 +114,7 @@ function perStageInt(
 function bucketEnv(name: string, dflt: string): string {
   const v = env(name) ?? dflt;
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(v))
-    throw new Error(`${name}: must be 1-64 characters of [A-Za-z0-9_-], got "${v}"`);
+    throw invalidArgument(name, `must be 1-64 characters of [A-Za-z0-9_-], got "${v}"`);
   return v;
 }
 
@@ -122,14 +123,14 @@ function numberEnv(name: string, dflt: number, min: number, max: number): number
   if (v === undefined) return dflt;
   const n = Number(v);
   if (!Number.isFinite(n) || n < min || n > max)
-    throw new Error(`${name}: must be a number in ${min}..${max}, got "${v}"`);
+    throw invalidArgument(name, `must be a number in ${min}..${max}, got "${v}"`);
   return n;
 }
 
 function kubernetesOptions(): Pick<CoordinatorOptions, "discovery" | "kube" | "autoscaler"> {
   const discovery = env("LAVIE_DISCOVERY") ?? "nats";
   if (discovery !== "nats" && discovery !== "kubernetes") {
-    throw new Error(`LAVIE_DISCOVERY: must be nats or kubernetes, got "${discovery}"`);
+    throw invalidArgument("LAVIE_DISCOVERY", `must be nats or kubernetes, got "${discovery}"`);
   }
   let namespace = env("LAVIE_K8S_NAMESPACE");
   if (!namespace) {
@@ -150,8 +151,9 @@ function kubernetesOptions(): Pick<CoordinatorOptions, "discovery" | "kube" | "a
     for (const part of deploymentsText.split(",")) {
       const m = /^\s*(base|interpolation|vsr)\s*=\s*([a-z0-9]([-a-z0-9]*[a-z0-9])?)\s*$/.exec(part);
       if (!m) {
-        throw new Error(
-          `LAVIE_AUTOSCALE_DEPLOYMENTS: expected stage=deployment,... (stages base, interpolation, vsr), got "${part}"`,
+        throw invalidArgument(
+          "LAVIE_AUTOSCALE_DEPLOYMENTS",
+          `expected stage=deployment,... (stages base, interpolation, vsr), got "${part}"`,
         );
       }
       deployments[m[1]!] = m[2]!;
@@ -166,7 +168,7 @@ function kubernetesOptions(): Pick<CoordinatorOptions, "discovery" | "kube" | "a
     for (const s of stages) {
       const min = mins[s] ?? 0;
       const max = maxs[s] ?? 4;
-      if (min > max) throw new Error(`LAVIE_AUTOSCALE_MIN/MAX: ${s}: min ${min} exceeds max ${max}`);
+      if (min > max) throw invalidArgument("LAVIE_AUTOSCALE_MIN/MAX", `${s}: min ${min} exceeds max ${max}`);
       policies[s] = { min, max, slotsPerRunner, idleSeconds, downStabilizationSeconds };
     }
     out.autoscaler = {
@@ -180,7 +182,7 @@ function kubernetesOptions(): Pick<CoordinatorOptions, "discovery" | "kube" | "a
 
 async function main(): Promise<void> {
   const natsUrl = env("LAVIE_NATS_URL");
-  if (!natsUrl) throw new Error("LAVIE_NATS_URL: required (e.g. nats://127.0.0.1:4222)");
+  if (!natsUrl) throw invalidArgument("LAVIE_NATS_URL", "required (e.g. nats://127.0.0.1:4222)");
   const port = intEnv("LAVIE_GRPC_PORT", 50051, 0, 65535);
   const maxRunningJobs = intEnv("LAVIE_MAX_RUNNING_JOBS", 4, 1, 10_000);
   const maxQueuedJobs = intEnv("LAVIE_MAX_QUEUED_JOBS", 1000, 0, 1_000_000);

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { hostname } from "node:os";
 import { test } from "node:test";
-import { ConfigError, readConfig } from "./main.ts";
+import { LavieError } from "../core/errors.ts";
+import { readConfig } from "./main.ts";
 
 const NATS = { LAVIE_NATS_URL: "nats://127.0.0.1:4222" };
 
@@ -63,11 +64,17 @@ test("errors name the variable", () => {
     [{ ...NATS, LAVIE_RUNNER_ID: "a.b" }, "LAVIE_RUNNER_ID"],
     [{ ...NATS, LAVIE_RUNNER_WARM: "yes" }, "LAVIE_RUNNER_WARM"],
     [{ ...NATS, LAVIE_ORT_PROVIDERS: "cuda,tpu" }, "LAVIE_ORT_PROVIDERS"],
+    [{ ...NATS, LAVIE_METRICS_PORT: "99999" }, "LAVIE_METRICS_PORT"],
+    [{ ...NATS, LAVIE_FAULTS: "explode:1" }, "LAVIE_FAULTS"],
   ];
   for (const [env, variable] of bad) {
     assert.throws(
       () => readConfig(env),
-      (err: unknown) => err instanceof ConfigError && err.message.startsWith(`${variable}:`),
+      (err: unknown) =>
+        err instanceof LavieError &&
+        err.code === "invalid_argument" &&
+        err.field === variable &&
+        err.message.startsWith(`${variable}: `),
       variable,
     );
   }

@@ -70,7 +70,7 @@
 import { hostname } from "node:os";
 import { pathToFileURL } from "node:url";
 import type { StageName } from "../coordinator/plan/types.ts";
-import { LavieError } from "../core/errors.ts";
+import { invalidArgument, LavieError } from "../core/errors.ts";
 import { ensureModels } from "../models/cache.ts";
 import { PRESET_NAMES } from "../models/presets.ts";
 import { NatsCfgExchange } from "../transport/nats/cfg-exchange.ts";
@@ -103,16 +103,9 @@ export interface RunnerConfig {
   faults: FaultSpec | null;
 }
 
-export class ConfigError extends Error {
-  override readonly name = "ConfigError";
-  constructor(variable: string, message: string) {
-    super(`${variable}: ${message}`);
-  }
-}
-
 const ID = /^[A-Za-z0-9_-]{1,128}$/;
 
-/** Reads and validates the configuration; throws ConfigError naming the variable. */
+/** Reads and validates the configuration; throws invalid_argument errors naming the variable (the field). */
 export function readConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
   const get = (name: string): string | undefined => {
     const v = env[name]?.trim();
@@ -123,22 +116,22 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
     if (v === undefined) return def;
     const n = Number(v);
     if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new ConfigError(name, `must be an integer in ${min}..${max}, got "${v}"`);
+      throw invalidArgument(name, `must be an integer in ${min}..${max}, got "${v}"`);
     }
     return n;
   };
   const natsRaw = get("LAVIE_NATS_URL");
-  if (!natsRaw) throw new ConfigError("LAVIE_NATS_URL", "is required (e.g. nats://127.0.0.1:4222)");
+  if (!natsRaw) throw invalidArgument("LAVIE_NATS_URL", "is required (e.g. nats://127.0.0.1:4222)");
   const natsUrl = natsRaw.split(",").map((s) => s.trim());
   for (const u of natsUrl) {
     if (!/^(nats|tls|ws|wss):\/\/[^\s/]+/.test(u) && !/^[^\s:/]+:\d+$/.test(u)) {
-      throw new ConfigError("LAVIE_NATS_URL", `"${u}" is not a NATS URL (nats://host:port)`);
+      throw invalidArgument("LAVIE_NATS_URL", `"${u}" is not a NATS URL (nats://host:port)`);
     }
   }
   const stagesRaw = get("LAVIE_RUNNER_STAGES");
   const stages = stagesRaw === undefined ? [...STAGES] : stagesRaw.split(",").map((s) => s.trim());
   if (stages.length === 0 || stages.some((s) => !(STAGES as readonly string[]).includes(s))) {
-    throw new ConfigError(
+    throw invalidArgument(
       "LAVIE_RUNNER_STAGES",
       `must be a comma-separated subset of ${STAGES.join(",")}, got "${stagesRaw}"`,
     );
@@ -146,24 +139,24 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
   const modelDir = get("LAVIE_MODEL_DIR");
   const preset = get("LAVIE_PRESET") ?? "tiny";
   if (!(PRESET_NAMES as readonly string[]).includes(preset)) {
-    throw new ConfigError("LAVIE_PRESET", `must be one of ${PRESET_NAMES.join(", ")}, got "${preset}"`);
+    throw invalidArgument("LAVIE_PRESET", `must be one of ${PRESET_NAMES.join(", ")}, got "${preset}"`);
   }
   const threads = get("LAVIE_ORT_THREADS");
   const providers = (get("LAVIE_ORT_PROVIDERS") ?? "cpu").split(",").map((p) => p.trim());
   const badProvider = providers.find((p) => !(EXECUTION_PROVIDERS as readonly string[]).includes(p));
   if (badProvider !== undefined) {
-    throw new ConfigError(
+    throw invalidArgument(
       "LAVIE_ORT_PROVIDERS",
       `unknown provider "${badProvider}"; allowed: ${EXECUTION_PROVIDERS.join(", ")} (comma-separated)`,
     );
   }
   const warm = get("LAVIE_RUNNER_WARM") ?? "0";
   if (warm !== "0" && warm !== "1")
-    throw new ConfigError("LAVIE_RUNNER_WARM", `must be 0 or 1, got "${warm}"`);
+    throw invalidArgument("LAVIE_RUNNER_WARM", `must be 0 or 1, got "${warm}"`);
   const id =
     get("LAVIE_RUNNER_ID") ?? `${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 128);
   if (!ID.test(id))
-    throw new ConfigError("LAVIE_RUNNER_ID", `"${id}" must be 1-128 characters of [A-Za-z0-9_-]`);
+    throw invalidArgument("LAVIE_RUNNER_ID", `"${id}" must be 1-128 characters of [A-Za-z0-9_-]`);
   return {
     natsUrl,
     stages: [...new Set(stages)] as StageName[],
@@ -178,23 +171,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
     warm: warm === "1",
     tensorBucket: get("LAVIE_TENSOR_BUCKET") ?? DEFAULT_TENSOR_BUCKET,
     runnersBucket: get("LAVIE_RUNNERS_BUCKET") ?? DEFAULT_RUNNERS_BUCKET,
-    faults: (() => {
-      try {
-        return parseFaults(env.LAVIE_FAULTS ?? "");
-      } catch (err) {
-        throw new ConfigError("LAVIE_FAULTS", LavieError.from(err).message.replace(/^LAVIE_FAULTS: /, ""));
-      }
-    })(),
-    metricsPort: (() => {
-      try {
-        return metricsPortOf(env, 9465);
-      } catch {
-        throw new ConfigError(
-          "LAVIE_METRICS_PORT",
-          `must be an integer in 0..65535, got "${get("LAVIE_METRICS_PORT")}"`,
-        );
-      }
-    })(),
+    faults: parseFaults(env.LAVIE_FAULTS ?? ""),
+    metricsPort: metricsPortOf(env, 9465),
   };
 }
 
@@ -203,7 +181,7 @@ async function main(): Promise<number> {
   try {
     cfg = readConfig();
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof LavieError && err.code === "invalid_argument") {
       process.stderr.write(`lavie runner: configuration error: ${err.message}\n`);
       return 2;
     }

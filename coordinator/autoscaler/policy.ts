@@ -19,6 +19,7 @@
  * - Never below the number of runners that have tasks in flight: those are never removed (the
  *   Kubernetes adapter marks them with a high pod-deletion-cost so the ReplicaSet picks idle pods).
  */
+import { invalidArgument } from "../../core/errors.ts";
 
 export interface StagePolicy {
   /** Lower bound on replicas (0 allows scale to zero). */
@@ -72,14 +73,15 @@ export function initialState(): StageState {
 export function validatePolicy(p: StagePolicy, name = "policy"): void {
   const int = (v: number, min: number, field: string) => {
     if (!Number.isInteger(v) || v < min)
-      throw new Error(`${name}.${field}: must be an integer >= ${min}, got ${v}`);
+      throw invalidArgument(`${name}.${field}`, `must be an integer >= ${min}, got ${v}`);
   };
   int(p.min, 0, "min");
   int(p.max, 1, "max");
   int(p.slotsPerRunner, 1, "slotsPerRunner");
-  if (p.min > p.max) throw new Error(`${name}: min (${p.min}) must not exceed max (${p.max})`);
-  if (!(p.idleSeconds >= 0)) throw new Error(`${name}.idleSeconds: must be >= 0`);
-  if (!(p.downStabilizationSeconds >= 0)) throw new Error(`${name}.downStabilizationSeconds: must be >= 0`);
+  if (p.min > p.max) throw invalidArgument(name, `min (${p.min}) must not exceed max (${p.max})`);
+  if (!(p.idleSeconds >= 0)) throw invalidArgument(`${name}.idleSeconds`, "must be >= 0");
+  if (!(p.downStabilizationSeconds >= 0))
+    throw invalidArgument(`${name}.downStabilizationSeconds`, "must be >= 0");
 }
 
 /**

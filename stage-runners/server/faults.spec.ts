@@ -116,7 +116,9 @@ test("the runner's LAVIE_FAULTS is parsed once at start; a bad value is a config
   assert.throws(
     () => readConfig({ ...base, LAVIE_FAULTS: "explode:1" }),
     (e: unknown) =>
-      (e as Error).name === "ConfigError" &&
+      e instanceof LavieError &&
+      e.code === "invalid_argument" &&
+      e.field === "LAVIE_FAULTS" &&
       /^LAVIE_FAULTS: unknown fault kind "explode"; expected comma-separated items/.test(
         (e as Error).message,
       ),

@@ -3,6 +3,7 @@
  * and the /metrics endpoint on LAVIE_METRICS_HOST:LAVIE_METRICS_PORT (0 = off). A metrics port
  * that is taken is reported and skipped: telemetry never stops the process from serving.
  */
+import { invalidArgument } from "../../core/errors.ts";
 import { metrics } from "./metrics.ts";
 import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
 import { startTelemetry } from "./tracing.ts";
@@ -29,7 +30,7 @@ export function metricsPortOf(env: NodeJS.ProcessEnv, dflt: number): number {
   if (!v) return dflt;
   const n = Number(v);
   if (!/^\d+$/.test(v) || n > 65535)
-    throw new Error(`LAVIE_METRICS_PORT: must be an integer in 0..65535, got "${v}"`);
+    throw invalidArgument("LAVIE_METRICS_PORT", `must be an integer in 0..65535, got "${v}"`);
   return n;
 }
 
