@@ -23,16 +23,28 @@ export class LavieError extends Error {
   readonly retryable: boolean;
   /** For resource_exhausted: how long the caller should wait before retrying (ms). */
   readonly retryAfterMs: number | undefined;
+  /**
+   * The request never reached its peer (the connection was refused), so nothing ran there: a
+   * retry elsewhere is not a new attempt. Set once, by the transport adapter that can tell.
+   */
+  readonly undelivered: boolean;
 
   constructor(
     code: ErrorCode,
     message: string,
-    opts: { field?: string; retryable?: boolean; retryAfterMs?: number; cause?: unknown } = {},
+    opts: {
+      field?: string;
+      retryable?: boolean;
+      retryAfterMs?: number;
+      undelivered?: boolean;
+      cause?: unknown;
+    } = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.code = code;
     this.field = opts.field;
     this.retryAfterMs = opts.retryAfterMs;
+    this.undelivered = opts.undelivered ?? false;
     this.retryable =
       opts.retryable ?? (code === "unavailable" || code === "deadline_exceeded" || code === "data_loss");
   }

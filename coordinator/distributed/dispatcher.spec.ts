@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { ManualClock } from "../../core/clock.ts";
 import { LavieError } from "../../core/errors.ts";
 import type { JobSpec } from "../../core/job.ts";
 import type { BaseDenoiseTask } from "../plan/types.ts";
@@ -47,7 +48,6 @@ function fakeClient(): RunnerClient & { started: Started[] } {
 }
 
 const ref = (object: string): TensorRef => ({ object, dtype: "float32", shape: [1], digest: "d", bytes: 4 });
-const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));
 
 function submitGang(d: Dispatcher, signal = new AbortController().signal) {
   return (["uncond", "cond"] as const).map((b) =>
@@ -66,13 +66,16 @@ function submitGang(d: Dispatcher, signal = new AbortController().signal) {
 test("a CFG gang waits for two distinct runners with free slots, then starts on both at once", async () => {
   const live = [runner("a")];
   const client = fakeClient();
-  const d = new Dispatcher({ list: () => live }, client, { pollMs: 10 });
+  const clock = new ManualClock();
+  const d = new Dispatcher({ list: () => live }, client, { clock, pollMs: 10 });
   const [pu, pc] = submitGang(d);
-  await tick();
+  await clock.advance(1_000);
   assert.equal(client.started.length, 0, "one runner: the gang waits");
   assert.deepEqual(d.stats().queued, { base: 2 });
   live.push(runner("b"));
-  await tick();
+  await clock.advance(9);
+  assert.equal(client.started.length, 0, "the queue is looked at again at the next poll");
+  await clock.advance(1);
   assert.equal(client.started.length, 2);
   assert.notEqual(client.started[0]!.runner, client.started[1]!.runner);
   client.started[0]!.resolve(ref("u"));
@@ -87,16 +90,17 @@ test("a CFG gang waits for two distinct runners with free slots, then starts on 
 test("a failed member cancels its peer and both retry together under a new attempt", async () => {
   const live = [runner("a"), runner("b"), runner("c")];
   const client = fakeClient();
-  const d = new Dispatcher({ list: () => live }, client, { pollMs: 10 });
+  const clock = new ManualClock();
+  const d = new Dispatcher({ list: () => live }, client, { clock, pollMs: 10 });
   const [pu, pc] = submitGang(d);
-  await tick();
+  await clock.advance(0);
   assert.equal(client.started.length, 2);
   assert.deepEqual(
     client.started.map((s) => s.call.attempt),
     [1, 1],
   );
   client.started[0]!.reject(new LavieError("unavailable", "runner died"));
-  await tick();
+  await clock.advance(10);
   assert.ok(client.started[1]!.call.signal.aborted, "the peer attempt is cancelled");
   assert.equal(client.started.length, 4, "both members started again");
   const retry = client.started.slice(2);
@@ -118,16 +122,18 @@ test("a failed member cancels its peer and both retry together under a new attem
 test("a non-retryable member failure fails both members; a cancelled job rejects a waiting gang", async () => {
   const live = [runner("a"), runner("b")];
   const client = fakeClient();
-  const d = new Dispatcher({ list: () => live }, client, { pollMs: 10 });
+  const clock = new ManualClock();
+  const d = new Dispatcher({ list: () => live }, client, { clock, pollMs: 10 });
   const [pu, pc] = submitGang(d);
-  await tick();
+  await clock.advance(0);
   client.started[1]!.reject(new LavieError("internal", "bad"));
   for (const p of [pu!, pc!]) await assert.rejects(p, /CFG gang base_cfg.*bad/);
 
   live.pop();
   const job = new AbortController();
   const waiting = submitGang(d, job.signal);
-  await tick();
+  await clock.advance(100);
+  assert.deepEqual(d.stats().queued, { base: 2 }, "one runner: waiting");
   job.abort();
   for (const p of waiting) await assert.rejects(p, (e: unknown) => (e as LavieError).code === "cancelled");
   d.close();

@@ -17,18 +17,13 @@
  * (bad outputs, internal errors, stalls) gets no new tasks for a while; see DispatcherOptions.quarantine.
  */
 import { ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
+import { type Clock, systemClock, type Timer } from "../../core/clock.ts";
 import { LavieError } from "../../core/errors.ts";
 import { fairOrder } from "../../core/scheduling.ts";
 import { endSpan, tracer } from "../../core/tracing.ts";
 import type { StageName } from "../plan/types.ts";
 import type { RunnerClient, RunnerDirectory, RunnerInfo, TaskCall, TensorRef } from "./ports.ts";
-import {
-  notDelivered,
-  type QuarantineOptions,
-  QuarantinePolicy,
-  type RunnerFault,
-  runnerFault,
-} from "./quarantine.ts";
+import { type QuarantineOptions, QuarantinePolicy, type RunnerFault, runnerFault } from "./quarantine.ts";
 
 export interface DispatcherOptions {
   maxAttempts?: number;
@@ -44,6 +39,8 @@ export interface DispatcherOptions {
   quarantine?: QuarantineOptions;
   /** Operational log lines (a runner quarantined); default none. */
   log?: (line: string) => void;
+  /** Time and timers: polls, progress deadlines, suspicion and quarantine (default: the system clock). */
+  clock?: Clock;
 }
 
 /** Hooks for metrics: called synchronously by the dispatcher; exceptions are ignored. */
@@ -132,11 +129,13 @@ export class Dispatcher {
   private seq = 0;
   private readonly suspect = new Map<string, number>();
   private readonly gangs = new Map<string, Gang>();
-  private readonly opts: Required<Omit<DispatcherOptions, "observer" | "quarantine" | "log">>;
+  private readonly opts: Required<Omit<DispatcherOptions, "observer" | "quarantine" | "log" | "clock">>;
   private readonly quarantine: QuarantinePolicy;
   private readonly log: (line: string) => void;
   private readonly observer: DispatchObserver;
-  private timer: NodeJS.Timeout | null = null;
+  private readonly clock: Clock;
+  /** The next poll of the queues (set while tasks are queued). */
+  private timer: Timer | null = null;
   private dispatched = 0;
   private retried = 0;
   private closed = false;
@@ -155,6 +154,7 @@ export class Dispatcher {
     this.observer = opts.observer ?? {};
     this.quarantine = new QuarantinePolicy(opts.quarantine);
     this.log = opts.log ?? (() => {});
+    this.clock = opts.clock ?? systemClock;
   }
 
   /** Queues a task; resolves with its output tile once some runner has produced it. */
@@ -205,7 +205,7 @@ export class Dispatcher {
       inFlight,
       dispatched: this.dispatched,
       retried: this.retried,
-      quarantined: this.quarantine.list(Date.now()).map((q) => q.id),
+      quarantined: this.quarantine.list(this.clock.now()).map((q) => q.id),
       quarantines: this.quarantine.total,
     };
   }
@@ -223,13 +223,15 @@ export class Dispatcher {
     for (const [id, n] of this.inFlight) if (n > 0) out.inFlightByRunner[id] = n;
     for (const [id, n] of this.inFlightJob) if (n > 0) jobs.add(id);
     out.jobs = [...jobs];
-    out.quarantined = Object.fromEntries(this.quarantine.list(Date.now()).map((q) => [q.id, q.untilMs]));
+    out.quarantined = Object.fromEntries(
+      this.quarantine.list(this.clock.now()).map((q) => [q.id, q.untilMs]),
+    );
     return out;
   }
 
   close(): void {
     this.closed = true;
-    if (this.timer) clearInterval(this.timer);
+    this.timer?.cancel();
     this.timer = null;
   }
 
@@ -239,10 +241,18 @@ export class Dispatcher {
     if (front) q.unshift(item);
     else q.push(item);
     this.queues.set(stage, q);
-    if (!this.timer && !this.closed) {
-      this.timer = setInterval(() => this.pump(), this.opts.pollMs);
-      this.timer.unref();
-    }
+    this.poll();
+  }
+
+  /** Queued tasks look for runners again every pollMs while any wait (runners may appear). */
+  private poll(): void {
+    if (this.timer || this.closed) return;
+    this.timer = this.clock
+      .setTimeout(() => {
+        this.timer = null;
+        this.pump();
+      }, this.opts.pollMs)
+      .unref();
   }
 
   private dequeue(item: Item): void {
@@ -270,7 +280,7 @@ export class Dispatcher {
   }
 
   private pick(item: Item, live: RunnerInfo[]): RunnerInfo | null {
-    const now = Date.now();
+    const now = this.clock.now();
     const t = item.sub.task;
     const candidates = live.filter(
       (r) =>
@@ -344,8 +354,9 @@ export class Dispatcher {
       }
       queuedTotal += q.length;
     }
-    if (queuedTotal === 0 && this.timer) {
-      clearInterval(this.timer);
+    if (queuedTotal > 0) this.poll();
+    else {
+      this.timer?.cancel();
       this.timer = null;
     }
   }
@@ -364,7 +375,7 @@ export class Dispatcher {
     const onJobAbort = () => attemptAbort.abort();
     item.sub.signal.addEventListener("abort", onJobAbort, { once: true });
     let stalled = false;
-    let watchdog: NodeJS.Timeout;
+    let watchdog: Timer | undefined;
     const t0 = performance.now();
     this.observe(() => this.observer.attemptStarted?.(stage));
     const parent = item.sub.traceContext ?? ROOT_CONTEXT;
@@ -388,8 +399,8 @@ export class Dispatcher {
       endSpan(span, outcome === "error" ? err : undefined);
     };
     const arm = () => {
-      clearTimeout(watchdog);
-      watchdog = setTimeout(() => {
+      watchdog?.cancel();
+      watchdog = this.clock.setTimeout(() => {
         stalled = true;
         attemptAbort.abort();
       }, this.opts.progressTimeoutMs);
@@ -435,12 +446,12 @@ export class Dispatcher {
           );
         }
         if (e.code === "unavailable" || stalled)
-          this.suspect.set(runner.id, Date.now() + this.opts.suspectMs);
+          this.suspect.set(runner.id, this.clock.now() + this.opts.suspectMs);
         this.runnerFailed(runner, e, stalled);
         if (
           !item.gang &&
           !stalled &&
-          notDelivered(e.code, e.message) &&
+          e.undelivered &&
           item.undelivered++ < MAX_UNDELIVERED_PER_ATTEMPT * this.opts.maxAttempts
         ) {
           // The runner was gone before the call reached it: not an attempt of the task (bounded, so
@@ -526,7 +537,7 @@ export class Dispatcher {
   private runnerFailed(runner: RunnerInfo, e: LavieError, stalled: boolean): void {
     const fault = runnerFault(e.code, stalled);
     if (!fault) return;
-    const q = this.quarantine.failure(runner.id, fault, Date.now());
+    const q = this.quarantine.failure(runner.id, fault, this.clock.now());
     if (!q) return;
     this.log(
       `runner ${runner.id} quarantined for ${this.quarantine.quarantineMs} ms after ${this.quarantine.failures} failures (last: ${fault}: ${e.message})`,
@@ -542,8 +553,8 @@ export class Dispatcher {
     }
   }
 
-  private finish(runner: RunnerInfo, watchdog: NodeJS.Timeout, item: Item, onJobAbort: () => void): void {
-    clearTimeout(watchdog);
+  private finish(runner: RunnerInfo, watchdog: Timer | undefined, item: Item, onJobAbort: () => void): void {
+    watchdog?.cancel();
     item.sub.signal.removeEventListener("abort", onJobAbort);
     this.inFlight.set(runner.id, Math.max(0, (this.inFlight.get(runner.id) ?? 1) - 1));
     const stage = item.sub.task.stage;

@@ -190,7 +190,7 @@ export class JobManager {
     const refusal = this.admissionRefusal(tenant);
     if (refusal) {
       try {
-        this.onRefused?.(refusal.message.startsWith("tenant") ? "tenant" : "global");
+        this.onRefused?.(refusal.scope);
       } catch {
         // metrics never affect admission
       }
@@ -200,7 +200,7 @@ export class JobManager {
         if (existing) return { record: await this.waitForRecord(existing), created: false };
         await this.jobs.release(key).catch(() => {});
       }
-      throw refusal;
+      throw refusal.error;
     }
     this.admitting.set(tenant, (this.admitting.get(tenant) ?? 0) + 1);
     this.admittingTotal++;
@@ -247,8 +247,8 @@ export class JobManager {
     this.admittingTotal = Math.max(0, this.admittingTotal - 1);
   }
 
-  /** Why a submit of `tenant` is refused now (the queues are full), or null. */
-  private admissionRefusal(tenant: string): LavieError | null {
+  /** Why a submit of `tenant` is refused now (which queue is full, and the error), or null. */
+  private admissionRefusal(tenant: string): { scope: "tenant" | "global"; error: LavieError } | null {
     const total = this.queued.size + this.admittingTotal;
     let mine = this.admitting.get(tenant) ?? 0;
     for (const id of this.queued) if (tenantOf(this.live.get(id)!.record) === tenant) mine++;
@@ -259,19 +259,21 @@ export class JobManager {
     };
     if (total >= this.maxQueued) {
       const ms = hint(total - this.maxQueued + 1);
-      return new LavieError(
+      const error = new LavieError(
         "resource_exhausted",
         `the coordinator's queue is full (${total} jobs waiting, limit ${this.maxQueued}); retry in ${Math.ceil(ms / 1000)} s`,
         { retryable: true, retryAfterMs: ms },
       );
+      return { scope: "global", error };
     }
     if (mine >= this.maxQueuedPerTenant) {
       const ms = hint(mine - this.maxQueuedPerTenant + 1);
-      return new LavieError(
+      const error = new LavieError(
         "resource_exhausted",
         `tenant "${tenant}" has ${mine} jobs waiting (limit ${this.maxQueuedPerTenant}); retry in ${Math.ceil(ms / 1000)} s`,
         { retryable: true, retryAfterMs: ms },
       );
+      return { scope: "tenant", error };
     }
     return null;
   }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { after, test } from "node:test";
+import { test } from "node:test";
+import { ManualClock, settle } from "../../core/clock.ts";
 import { LavieError } from "../../core/errors.ts";
 import type { JobSpec } from "../../core/job.ts";
 import type { TextTask } from "../plan/types.ts";
@@ -73,7 +74,11 @@ const text = (id: string): TextTask => ({
   prompts: ["", "x"],
 });
 const ref = (object: string): TensorRef => ({ object, dtype: "float32", shape: [1], digest: "d", bytes: 4 });
-const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));
+/** grpc-js's refused connection, as transport/grpc/status.ts hands it on: never reached the runner. */
+const refused = () =>
+  new LavieError("unavailable", "No connection established. Last error: connect ECONNREFUSED 127.0.0.1:1", {
+    undelivered: true,
+  });
 
 /** A runner client whose runner "bad" returns bad outputs (data_loss) and the others succeed. */
 function client(
@@ -109,7 +114,9 @@ test("dispatcher: a runner returning bad outputs is quarantined after 3, its tas
     return ref(call.outputObject);
   });
   const logs: string[] = [];
+  const clock = new ManualClock();
   const d = new Dispatcher({ list: () => live }, c, {
+    clock,
     pollMs: 5,
     quarantine: { failures: 3, windowMs: 10_000, quarantineMs: 300 },
     observer: { runnerQuarantined: (id) => quarantined.push(id) },
@@ -118,7 +125,7 @@ test("dispatcher: a runner returning bad outputs is quarantined after 3, its tas
   // One slot each: "bad" takes the next queued task after each failure (ties prefer it).
   live[0] = { ...live[0]!, slots: 1 };
   live[1] = { ...live[1]!, slots: 1 };
-  const results = await Promise.all(Array.from({ length: 6 }, (_, i) => submit(d, `t${i}`)));
+  const results = await clock.until(Promise.all(Array.from({ length: 6 }, (_, i) => submit(d, `t${i}`))));
   assert.deepEqual(
     // Outputs are named per attempt (<object>.<attempt>): the task, whatever attempt won.
     results.map((r) => r.object.replace(/\.\d+$/, "")),
@@ -134,15 +141,19 @@ test("dispatcher: a runner returning bad outputs is quarantined after 3, its tas
   assert.deepEqual(Object.keys(d.load().quarantined ?? {}), ["bad"]);
   // While quarantined, "bad" gets nothing even with "good" full.
   const before = c.calls.length;
-  await submit(d, "u0");
+  await clock.until(submit(d, "u0"));
   assert.deepEqual(c.calls.slice(before), ["good"]);
   // Quarantine over: "bad" (now healthy) gets tasks again.
-  await tick(320);
+  const endsAt = d.load().quarantined?.bad ?? Number.NaN;
+  assert.ok(endsAt > clock.now() && endsAt <= clock.now() + 300, `ends at ${endsAt}`);
+  await clock.advance(endsAt - clock.now() - 1);
+  assert.deepEqual(d.stats().quarantined, ["bad"], "held until the quarantine's last millisecond");
+  await clock.advance(1);
   assert.deepEqual(d.stats().quarantined, []);
   const healed = client(async (_r, call) => ref(call.outputObject));
   const d2calls = healed.calls;
   (d as unknown as { client: RunnerClient }).client = healed;
-  await Promise.all([submit(d, "v0"), submit(d, "v1")]);
+  await clock.until(Promise.all([submit(d, "v0"), submit(d, "v1")]));
   assert.ok(d2calls.includes("bad"), `bad is used again: ${d2calls.join(",")}`);
   d.close();
 });
@@ -155,12 +166,14 @@ test("dispatcher: cancellations, job-level errors and successes in between do no
     if (mode === "internal") throw new LavieError("internal", "boom", { retryable: true });
     return ref(call.outputObject);
   });
+  const clock = new ManualClock();
   const d = new Dispatcher({ list: () => live }, c, {
+    clock,
     pollMs: 5,
     maxAttempts: 2,
     quarantine: { failures: 3, windowMs: 10_000, quarantineMs: 10_000 },
   });
-  for (let i = 0; i < 4; i++) await assert.rejects(submit(d, `i${i}`), /bad spec/);
+  for (let i = 0; i < 4; i++) await assert.rejects(clock.until(submit(d, `i${i}`)), /bad spec/);
   // Job cancelled while running: not the runner's fault.
   const job = new AbortController();
   const hang = client(
@@ -180,41 +193,45 @@ test("dispatcher: cancellations, job-level errors and successes in between do no
       onProgress: () => {},
       signal: job.signal,
     });
-    await tick(5);
+    await settle();
     if (i === 3) job.abort();
-    if (i === 3) await assert.rejects(p, /cancelled/);
+    if (i === 3) await assert.rejects(clock.until(p), /cancelled/);
     else void p.catch(() => {});
   }
   (d as unknown as { client: RunnerClient }).client = c;
   // internal, internal (2 attempts: fails), success, internal, internal: never 3 in a row.
   mode = "internal";
-  await assert.rejects(submit(d, "x0"), /failed after 2 attempt\(s\): boom/);
+  await assert.rejects(clock.until(submit(d, "x0")), /failed after 2 attempt\(s\): boom/);
   mode = "ok";
-  await submit(d, "x1");
+  await clock.until(submit(d, "x1"));
   mode = "internal";
-  await assert.rejects(submit(d, "x2"), /boom/);
+  await assert.rejects(clock.until(submit(d, "x2")), /boom/);
   assert.deepEqual(d.stats().quarantined, []);
   mode = "ok";
-  await submit(d, "x3");
+  await clock.until(submit(d, "x3"));
   d.close();
 });
 
 test("dispatcher: a stalled runner counts; progress deadline moves the task and quarantines at 2", async () => {
   const live = [runner("stuck"), runner("fine")].map((r) => ({ ...r, slots: 1 }));
+  const clock = new ManualClock();
   const c = client((r, call) =>
     r === "stuck"
       ? new Promise((_, reject) =>
           call.signal.addEventListener("abort", () => reject(new LavieError("cancelled", "aborted"))),
         )
-      : tick(60).then(() => ref(call.outputObject)),
+      : clock.sleep(60).then(() => ref(call.outputObject)),
   );
   const d = new Dispatcher({ list: () => live }, c, {
+    clock,
     pollMs: 5,
     progressTimeoutMs: 40,
     suspectMs: 0,
     quarantine: { failures: 2, windowMs: 10_000, quarantineMs: 10_000 },
   });
-  const out = await Promise.all([submit(d, "s0"), submit(d, "s1"), submit(d, "s2"), submit(d, "s3")]);
+  const out = await clock.until(
+    Promise.all([submit(d, "s0"), submit(d, "s1"), submit(d, "s2"), submit(d, "s3")]),
+  );
   assert.equal(out.length, 4);
   assert.equal(c.calls.filter((r) => r === "stuck").length, 2);
   assert.deepEqual(d.stats().quarantined, ["stuck"]);
@@ -224,28 +241,28 @@ test("dispatcher: a stalled runner counts; progress deadline moves the task and 
 test("dispatcher: a runner that cannot be reached at all does not use up the task's attempts", async () => {
   const live = [runner("dead"), runner("alive")].map((r) => ({ ...r, slots: 1 }));
   const c = client(async (r, call) => {
-    if (r === "dead")
-      throw new LavieError(
-        "unavailable",
-        "No connection established. Last error: connect ECONNREFUSED 127.0.0.1:1",
-      );
+    if (r === "dead") throw refused();
     return ref(call.outputObject);
   });
-  const d = new Dispatcher({ list: () => live }, c, { pollMs: 5, maxAttempts: 1 });
-  const out = await submit(d, "t0");
+  const clock = new ManualClock();
+  const d = new Dispatcher({ list: () => live }, c, { clock, pollMs: 5, maxAttempts: 1 });
+  const out = await clock.until(submit(d, "t0"));
   assert.equal(out.object, "job/t0.1", "still the first attempt");
   assert.deepEqual(c.calls, ["dead", "alive"]);
   assert.equal(d.stats().retried, 0, "not counted as a retry");
-  // A runner that dies mid-task ("Connection dropped") does use one up.
+  // A runner that dies mid-task (unavailable, but delivered) does use one up, whatever the text says.
   const d2 = new Dispatcher(
     { list: () => live },
     client(async (r, call) => {
-      if (r === "dead") throw new LavieError("unavailable", "Connection dropped");
+      if (r === "dead") throw new LavieError("unavailable", "No connection established (mid-task)");
       return ref(call.outputObject);
     }),
-    { pollMs: 5, maxAttempts: 1 },
+    { clock, pollMs: 5, maxAttempts: 1 },
   );
-  await assert.rejects(submit(d2, "t1"), /failed after 1 attempt\(s\): Connection dropped/);
+  await assert.rejects(
+    clock.until(submit(d2, "t1")),
+    /failed after 1 attempt\(s\): No connection established \(mid-task\)/,
+  );
   d.close();
   d2.close();
 });
@@ -253,15 +270,14 @@ test("dispatcher: a runner that cannot be reached at all does not use up the tas
 test("dispatcher: a runner listed but never reachable cannot hold a task forever", async () => {
   const live = [{ ...runner("ghost"), slots: 1 }];
   const c = client(async () => {
-    throw new LavieError(
-      "unavailable",
-      "No connection established. Last error: connect ECONNREFUSED 127.0.0.1:1",
-    );
+    throw refused();
   });
-  const d = new Dispatcher({ list: () => live }, c, { pollMs: 5, maxAttempts: 2, suspectMs: 0 });
-  const alive = setInterval(() => {}, 1_000); // the dispatcher's poll timer is unref'd
-  after(() => clearInterval(alive));
-  await assert.rejects(submit(d, "t0"), /failed after 2 attempt\(s\): No connection established/);
+  const clock = new ManualClock();
+  const d = new Dispatcher({ list: () => live }, c, { clock, pollMs: 5, maxAttempts: 2, suspectMs: 0 });
+  await assert.rejects(
+    clock.until(submit(d, "t0")),
+    /failed after 2 attempt\(s\): No connection established/,
+  );
   // 5 undelivered calls per allowed attempt are free; then they count as attempts.
   assert.equal(c.calls.length, 2 * 5 + 2);
   d.close();

@@ -6,9 +6,9 @@
  * starts again from zero. The dispatcher asks `isQuarantined()` when it picks runners.
  *
  *   const q = new QuarantinePolicy({ failures: 3, windowMs: 60_000, quarantineMs: 30_000 });
- *   if (q.failure("r1", "data_loss", Date.now())) log("runner r1 quarantined");
+ *   if (q.failure("r1", "data_loss", clock.now())) log("runner r1 quarantined");
  */
-import type { ErrorCode } from "../../core/errors.ts";
+import { type ErrorCode, invalidArgument } from "../../core/errors.ts";
 
 export interface QuarantineOptions {
   /** Failures within `windowMs` that quarantine a runner (default 3; 0 = never quarantine). */
@@ -27,16 +27,6 @@ export function runnerFault(code: ErrorCode, stalled: boolean): RunnerFault | nu
   if (stalled) return "stalled";
   if (code === "data_loss" || code === "internal") return code;
   return null;
-}
-
-/**
- * True when a call failed because the runner could not be reached at all (connection refused: the
- * process is gone but its registry entry has not expired yet), so the task never reached it: such
- * a failure is not one of the task's attempts. grpc-js reports it as UNAVAILABLE "No connection
- * established" (the text is the only signal the transport gives).
- */
-export function notDelivered(code: ErrorCode, message: string): boolean {
-  return code === "unavailable" && /No connection established|ECONNREFUSED/.test(message);
 }
 
 export interface QuarantinedRunner {
@@ -67,7 +57,7 @@ export class QuarantinePolicy {
       quarantineMs: this.quarantineMs,
     })) {
       if (!Number.isSafeInteger(v) || v < 0)
-        throw new RangeError(`quarantine.${k}: must be an integer >= 0, got ${v}`);
+        throw invalidArgument(`quarantine.${k}`, `must be an integer >= 0, got ${v}`);
     }
   }
 

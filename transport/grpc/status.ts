@@ -34,6 +34,13 @@ export function toGrpcError(err: unknown): Partial<grpc.StatusObject> & Error {
   return Object.assign(new Error(e.message), { code: TO_GRPC[e.code], details: e.message, metadata });
 }
 
+/**
+ * How grpc-js says a call never left the client: the channel had no connection (the peer refused
+ * it). grpc-js gives no structured signal for this, only the text; it is read here, once, into
+ * LavieError.undelivered, and everything after classifies by that flag.
+ */
+const NOT_CONNECTED = /No connection established|ECONNREFUSED/;
+
 /** A LavieError from a grpc-js error (status code, details and lavie-* trailers). */
 export function fromGrpcError(err: unknown): LavieError {
   if (err instanceof LavieError) return err;
@@ -51,7 +58,11 @@ export function fromGrpcError(err: unknown): LavieError {
   ) {
     // No lavie trailers: the error did not come from a lavie service but from the transport (a peer
     // that died mid-call, a dropped connection): the call may succeed elsewhere.
-    return new LavieError("unavailable", g.details ?? g.message ?? "gRPC transport error", { cause: err });
+    const details = g.details ?? g.message ?? "gRPC transport error";
+    return new LavieError("unavailable", details, {
+      undelivered: g.code === grpc.status.UNAVAILABLE && NOT_CONNECTED.test(details),
+      cause: err,
+    });
   }
   const code = FROM_GRPC.get(g.code) ?? "internal";
   return new LavieError(code, g.details ?? g.message ?? "gRPC error", {
