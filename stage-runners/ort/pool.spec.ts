@@ -129,28 +129,25 @@ test("concurrent calls on 2 workers all complete, queueing beyond 2", async () =
   }
 });
 
-test("the event loop keeps ticking while a heavy model runs", async (t) => {
+test("the event loop keeps running callbacks while a heavy model runs", async () => {
   const pool = new OrtWorkerPool({ intraOpThreads: 1 });
   try {
     await pool.warm(heavy);
-    let last = performance.now();
-    let maxGap = 0;
-    const timer = setInterval(() => {
-      const now = performance.now();
-      maxGap = Math.max(maxGap, now - last);
-      last = now;
-    }, 5);
-    const t0 = performance.now();
-    const out = await pool.run(heavy, heavyFeeds());
-    const runMs = performance.now() - t0;
-    clearInterval(timer);
-    t.diagnostic(`run ${runMs.toFixed(0)} ms, max tick gap ${maxGap.toFixed(1)} ms`);
+    // A heartbeat: each beat that finds the run still in flight shows that the main thread was
+    // free while the worker computed (a run on the main thread would let none through).
+    let beatsWhileRunning = 0;
+    let running = true;
+    const heartbeat = setInterval(() => {
+      if (running && pool.stats().busy === 1) beatsWhileRunning++;
+    }, 1);
+    const run = pool.run(heavy, heavyFeeds()).finally(() => {
+      running = false;
+    });
+    assert.equal(pool.stats().busy, 1, "the run went to a worker");
+    const out = await run;
+    clearInterval(heartbeat);
     assert.deepEqual(out.y!.shape, [1, 64, 128, 128]);
-    assert.ok(runMs > 100, `the heavy run should take a while (took ${runMs.toFixed(0)} ms)`);
-    assert.ok(
-      maxGap < Math.min(60, runMs / 3),
-      `max tick gap ${maxGap.toFixed(1)} ms during a ${runMs.toFixed(0)} ms run`,
-    );
+    assert.ok(beatsWhileRunning >= 2, `heartbeats while the run was in flight: ${beatsWhileRunning}`);
   } finally {
     await pool.close();
   }
@@ -192,20 +189,21 @@ test("cancellation while queued and while running rejects with 'cancelled'", asy
     assert.equal(pool.stats().queued, 0);
     assert.deepEqual((await running).y!.shape, [1, 64, 128, 128]);
 
+    // Cancelled while running: the caller is answered at once, before the worker's run ends (the
+    // worker stays busy until then, and only then takes the next call).
     const ac2 = new AbortController();
-    const t0 = performance.now();
     const inFlight = pool.run(heavy, heavyFeeds(), { signal: ac2.signal });
-    const after = pool.run(small, smallFeeds(1));
-    setTimeout(() => ac2.abort(), 20);
+    let nextDone = false;
+    const after = pool.run(small, smallFeeds(1)).finally(() => {
+      nextDone = true;
+    });
+    assert.equal(pool.stats().busy, 1);
+    ac2.abort();
     await assert.rejects(inFlight, { code: "cancelled", message: /while running/ });
-    const cancelMs = performance.now() - t0;
     assert.equal(pool.stats().busy, 1, "the worker finishes the cancelled run in the background");
+    assert.equal(pool.stats().queued, 1, "the next call waits for that worker");
+    assert.equal(nextDone, false);
     const next = await after;
-    const fullMs = performance.now() - t0;
-    assert.ok(
-      cancelMs < fullMs / 2,
-      `cancel took ${cancelMs.toFixed(0)} ms, the run ${fullMs.toFixed(0)} ms`,
-    );
     assert.deepEqual(next.y!.shape, [1, 4, 16]);
 
     await assert.rejects(pool.run(small, smallFeeds(0), { signal: AbortSignal.abort() }), {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { test } from "node:test";
+import { settle } from "../../core/clock.ts";
 import { LavieError } from "../../core/errors.ts";
 import type { Tensor } from "../../core/tensor.ts";
 import type { TensorRef } from "../../transport/nats/tensors.ts";
@@ -65,7 +66,7 @@ test("hang waits for the cancel; fail throws a retryable internal error", async 
   const p = faultAtStart("hang", ac.signal).finally(() => {
     settled = true;
   });
-  await new Promise((r) => setTimeout(r, 30));
+  await settle(); // every callback that could end it without the cancel has run
   assert.equal(settled, false);
   ac.abort(new LavieError("cancelled", "stop"));
   await assert.rejects(p, (e: unknown) => (e as LavieError).code === "cancelled");
