@@ -78,3 +78,39 @@ test("count-only graphs count parameters without weights", () => {
   assert.equal(g.parameterCount, 4096 * 4096 * 16);
   assert.throws(() => g.toModel(), /without weights/);
 });
+
+test("float16 weight storage: FLOAT16 initializers cast to float32 compute with the rounded weights", async () => {
+  const weights = {
+    take: (_: string, shape: readonly number[]) =>
+      Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_v, i) => 0.1 + i / 3),
+  };
+  const build = (weightDtype: "float32" | "float16") => {
+    const g = new GraphBuilder({ name: "lin", seed: 0, weights, weightDtype });
+    const x = g.input("x", "float32", ["N", 3]);
+    const w = g.param("w", [3, 2], { kind: "zeros" });
+    g.output(g.op("MatMul", [x, w]), "y", "float32", ["N", 2]);
+    return g.toModel();
+  };
+  const half = build("float16");
+  const init = half.graph!.initializer.find((t) => t.name === "w")!;
+  assert.equal(init.dataType, 10, "FLOAT16");
+  assert.equal(init.rawData.length, 6 * 2);
+  const run = async (m: ReturnType<typeof build>) => {
+    const s = await ort.InferenceSession.create(serializeModel(m).onnx);
+    const out = await s.run({ x: new ort.Tensor("float32", Float32Array.of(1, 2, 3), [1, 3]) });
+    return out.y!.data as Float32Array;
+  };
+  const [y16, y32] = [await run(half), await run(build("float32"))];
+  // Expected: x @ round_to_f16(w). Float16 has 11 significant bits, so each weight moves by < 2^-11 relative.
+  const w = weights.take("w", [3, 2]);
+  const f16 = (v: number) => {
+    const e = Math.floor(Math.log2(Math.abs(v)));
+    const q = 2 ** (e - 10);
+    return Math.round(v / q) * q;
+  };
+  for (let j = 0; j < 2; j++) {
+    const want = [1, 2, 3].reduce((a, xv, i) => a + xv * f16(w[i * 2 + j]!), 0);
+    assert.ok(Math.abs(y16[j]! - want) < 1e-5, `${y16[j]} vs ${want}`);
+  }
+  assert.notDeepEqual(y16, y32, "the rounding is visible");
+});
