@@ -88,6 +88,8 @@ interface Source {
   read(): Promise<Map<string, TensorRecord>>;
   parse(json: JsonObject, file: string): NetworkConfig;
   ignore: readonly RegExp[];
+  /** Keys of the file that belong to another network and are not even read (the other half of a VAE). */
+  unread?: readonly RegExp[];
   rename?: (key: string) => string;
 }
 
@@ -117,7 +119,8 @@ function sourceFor(id: NetworkId, files: NetworkFiles): Source {
     config,
     ...folder,
     parse: (json, file) => parseVaeConfig(json, file, kind),
-    ignore: vaeIgnore(kind),
+    ignore: [],
+    unread: vaeIgnore(kind),
     rename: vaeKeyRename,
   });
   switch (id) {
@@ -193,7 +196,9 @@ export async function importNetwork(
   const s = sourceFor(id, files);
   const config = opts.config ?? (await parseConfig(s));
   const file = await s.weightFile();
-  const tensors = await floatTensors(file, await s.read());
+  const records = await s.read();
+  for (const key of records.keys()) if (s.unread?.some((r) => r.test(key))) records.delete(key);
+  const tensors = await floatTensors(file, records);
   if (id === "vsr_unet") aliasCheck(file, tensors);
   const target = id === "base_unet" ? "unet" : id === "clip_text" ? "text_encoder" : null;
   const lora: string[] = [];
