@@ -5,6 +5,8 @@
  * Deployment controller when the autoscaler changes a Deployment's replicas.
  *
  * Short windows: ticks every 150 ms, idle -> zero after 1.5 s, scale-down stabilisation 1 s.
+ * The tests wait for conditions (replicas, job states, processes gone) with generous deadlines: a
+ * loaded machine makes them slower, never wrong. Durations (cold starts) are reported, not asserted.
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
@@ -79,10 +81,14 @@ async function stopRunner(pod: string): Promise<void> {
   });
 }
 
+/** Polls `cond` until it holds; fails after `ms` (a bound so a broken run ends, not a timing check). */
 async function until(what: string, cond: () => boolean | Promise<boolean>, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    if (Date.now() > deadline) {
+      const states = children.size === 0 ? "no runners" : `runners ${[...children.keys()].join(",")}`;
+      throw new Error(`timed out after ${ms} ms waiting for ${what} (${states})`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -162,12 +168,12 @@ test("a job submitted with zero runners completes after scale from zero (cold st
   assert.ok(allZero());
   const t0 = Date.now();
   const { record } = await coordinator.jobs.submit({ prompt: "a panda playing guitar", seed: 1, ...small });
-  await waitDone(record.id, 40_000);
+  await waitDone(record.id, 180_000);
   const a = coordinator.autoscaler!;
   const stages = a.coldStarts.map((c) => c.stage);
   for (const s of STAGES) assert.ok(stages.includes(s), `cold start of ${s} recorded (${stages.join(",")})`);
   for (const c of a.coldStarts) {
-    assert.ok(c.ms > 0 && c.ms < 20_000, `${c.stage} cold start ${c.ms} ms`);
+    assert.ok(c.ms >= 0, `${c.stage} cold start ${c.ms} ms`);
     t.diagnostic(`cold start ${c.stage}: ${c.ms} ms`);
   }
   t.diagnostic(`job from zero runners: ${Date.now() - t0} ms end to end`);
@@ -176,10 +182,9 @@ test("a job submitted with zero runners completes after scale from zero (cold st
 });
 
 test("idle stages scale back to zero after the window; their runners drain and exit", async () => {
-  await until("all stages at zero", allZero, 15_000);
+  await until("all stages at zero", allZero, 60_000);
   await fake.settle();
-  await until("runners exited", () => children.size === 0, 5_000).catch(() => {});
-  assert.equal(children.size, 0, `runners still running: ${[...children.keys()].join(",")}`);
+  await until("runners exited", () => children.size === 0, 60_000);
   assert.deepEqual(busyDeleted, []);
 });
 
@@ -205,7 +210,7 @@ test("a step of load scales the loaded stage up within bounds; a busy runner is 
       base: { steps: 1 },
     }),
   ]);
-  await until("base at max", () => fake.replicas(deploymentOf("base")) === MAX.base, 5_000);
+  await until("base at max", () => fake.replicas(deploymentOf("base")) === MAX.base, 60_000);
   const first = fake.scaleLog.slice(from);
   assert.ok(
     first.every((c) => c.deployment === deploymentOf("base")),
@@ -217,7 +222,7 @@ test("a step of load scales the loaded stage up within bounds; a busy runner is 
   await until(
     "base scale-down while A's base denoise runs",
     () => fake.scaleLog.slice(from).some((c) => c.deployment === deploymentOf("base") && c.to === 1),
-    30_000,
+    180_000,
   );
   const busy = Object.keys(coordinator.load().inFlightByRunner).filter((id) => id.includes("base"));
   const deleted = fake.deletedPods.slice(deletedFrom).filter((d) => d.deployment === deploymentOf("base"));
@@ -231,7 +236,7 @@ test("a step of load scales the loaded stage up within bounds; a busy runner is 
       assert.equal(p.annotations["controller.kubernetes.io/pod-deletion-cost"], "10000");
   }
 
-  await Promise.all([long!, ...short].map((j) => waitDone(j.record.id, 45_000)));
+  await Promise.all([long!, ...short].map((j) => waitDone(j.record.id, 180_000)));
   assert.ok(
     fake.scaleLog.slice(from).every((c) => c.deployment === deploymentOf("base")),
     "base-only jobs scale only the base stage",
@@ -248,9 +253,8 @@ test("a step of load scales the loaded stage up within bounds; a busy runner is 
 });
 
 test("afterwards everything idles back to zero", async () => {
-  await until("all stages at zero", allZero, 15_000);
+  await until("all stages at zero", allZero, 60_000);
   await fake.settle();
-  await until("runners exited", () => children.size === 0, 5_000).catch(() => {});
-  assert.equal(children.size, 0, `runners still running: ${[...children.keys()].join(",")}`);
+  await until("runners exited", () => children.size === 0, 60_000);
   assert.deepEqual(busyDeleted, []);
 });

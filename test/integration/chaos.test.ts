@@ -3,7 +3,9 @@
  * this process): runners that hang, return corrupt or wrong-shaped outputs (LAVIE_FAULTS), a task
  * that fails everywhere, a nats-server restart mid-job, and runners SIGKILLed at random across many
  * jobs. Every completed job's tiles must equal an in-process run bit for bit. Each test has its
- * own nats-server, so no runner registration leaks from one test to the next.
+ * own nats-server, so no runner registration leaks from one test to the next. Tests wait for
+ * conditions with generous deadlines (bounds for a broken run, not timing checks): a loaded machine
+ * makes them slower, not different.
  */
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
@@ -45,6 +47,15 @@ const job = (i: number): JobRequest => ({
 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Polls `cond` until it holds; fails after `ms`. */
+async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
 /** A nats-server, a coordinator in this process and runner processes; all stopped by close(). */
 async function cluster(dispatcher: CoordinatorOptions["dispatcher"] = {}) {
   const nats: NatsServerHandle = await startNatsServer();
@@ -71,7 +82,7 @@ async function cluster(dispatcher: CoordinatorOptions["dispatcher"] = {}) {
     child.once("exit", () => children.delete(child));
     return child;
   };
-  const until = async (id: string, pred: (r: JobRecord) => boolean, timeoutMs = 60_000) => {
+  const until = async (id: string, pred: (r: JobRecord) => boolean, timeoutMs = 180_000) => {
     const t0 = Date.now();
     for (;;) {
       const r = await c.jobs.get(id);
@@ -108,8 +119,7 @@ test("a runner that hangs: the progress deadline moves its task to a healthy run
     // Equally warm and idle runners tie; the first by id ("a-hanger") takes the first task.
     await Promise.all([k.startRunner("a-hanger", { LAVIE_FAULTS: "hang:1" }), k.startRunner("b-healthy")]);
     const { record: submitted } = await k.c.jobs.submit(job(0));
-    for (let i = 0; i < 400 && !k.c.load().inFlightByRunner["a-hanger"]; i++) await sleep(10);
-    assert.equal(k.c.load().inFlightByRunner["a-hanger"], 1, "the hanger holds a task");
+    await waitFor("the hanger to hold a task", () => (k.c.load().inFlightByRunner["a-hanger"] ?? 0) > 0);
     const done = await k.ended(submitted.id);
     assert.equal(done.state, "succeeded", done.error);
     assert.ok(k.c.dispatcherStats().retried >= 1, "the stalled task was retried");
@@ -158,18 +168,15 @@ test("a task that fails on every runner: the job fails after exactly maxAttempts
     // stages' tasks wait for runners), so every attempt counted below is one of its attempts.
     const env = { LAVIE_FAULTS: "fail:1", LAVIE_RUNNER_STAGES: "base" };
     await Promise.all([k.startRunner("fail-1", env), k.startRunner("fail-2", env)]);
-    const t0 = Date.now();
     const { record: submitted } = await k.c.jobs.submit(job(0));
-    const done = await k.ended(submitted.id, 30_000);
+    const done = await k.ended(submitted.id);
     assert.equal(done.state, "failed");
     assert.match(done.error, /text\.base.* failed after 3 attempt\(s\): injected fault: task failed/);
     const stats = k.c.dispatcherStats();
     assert.equal(stats.dispatched, 3, "exactly maxAttempts attempts");
     assert.equal(stats.inFlight, 0, "nothing left running");
     // The job's tasks waiting for other stages' runners were released too.
-    for (let i = 0; i < 50 && k.c.load().jobs.length > 0; i++) await sleep(20);
-    assert.deepEqual(k.c.load().jobs, []);
-    assert.ok(Date.now() - t0 < 20_000);
+    await waitFor("the job's waiting tasks to be released", () => k.c.load().jobs.length === 0);
     const stored = (await k.kv.get<JobRecord>(submitted.id))?.value;
     assert.equal(stored?.state, "failed");
   } finally {
@@ -184,19 +191,16 @@ test("nats-server restarted mid-job: everyone reconnects and the job completes w
     const { record: submitted } = await k.c.jobs.submit(job(1));
     await k.until(submitted.id, (r) => Object.keys(r.done).length >= 6);
     await k.nats.restart();
-    const done = await k.ended(submitted.id, 90_000);
+    const done = await k.ended(submitted.id);
     assert.equal(done.state, "succeeded", done.error);
     await k.assertTilesMatchLocal(done);
     // The durable record caught up: terminal state and every finished task (KV writes retried).
-    for (let i = 0; i < 100; i++) {
-      const stored = (await k.kv.get<JobRecord>(submitted.id).catch(() => null))?.value;
-      if (stored?.state === "succeeded") {
-        assert.deepEqual(stored.done, done.done);
-        return;
-      }
-      await sleep(100);
-    }
-    assert.fail("the job record in KV never reached succeeded");
+    let stored: JobRecord | undefined;
+    await waitFor("the job record in KV to reach succeeded", async () => {
+      stored = (await k.kv.get<JobRecord>(submitted.id).catch(() => null))?.value;
+      return stored?.state === "succeeded";
+    });
+    assert.deepEqual(stored?.done, done.done);
   } finally {
     await k.close();
   }
@@ -214,23 +218,23 @@ test("runners SIGKILLed at random across many jobs: every job succeeds with iden
       jobs: 8,
       runners: 3,
       seed: 6,
-      // Kills a bit less often than the bench's drill: CI runs this next to other heavy tests on
-      // 2 cores, where a replacement runner takes several seconds to start.
-      killEveryMs: [1_000, 3_000],
+      // Event-driven: 4 rounds of 2 jobs; each round kills a runner holding a task and waits for its
+      // replacement, so the kills do not depend on how fast this machine is (or how loaded).
+      kills: 4,
       request: job,
       references,
       // Runners also exit by themselves mid-task now and then (LAVIE_FAULTS exit, a seed per process).
       runnerEnv: (_slot, generation) => ({ LAVIE_FAULTS: `exit:0.02,seed=${generation}` }),
-      // A runner dies every few seconds here, far more often than the production budget (4)
-      // assumes: a job is lost only if one of its tasks is killed 8 times.
+      // Runners die far more often here than the production budget (4) assumes: a job is lost
+      // only if one of its tasks is killed 8 times.
       dispatcher: { maxAttempts: 8 },
-      timeoutMs: 240_000,
+      timeoutMs: 480_000,
     });
     console.log(`chaos report: ${JSON.stringify(report)}`);
     assert.deepEqual(report.lostReasons, []);
     assert.equal(report.jobsLost, 0);
     assert.equal(report.succeeded, 8);
-    assert.ok(report.faults.sigkill! >= 3, `only ${report.faults.sigkill} kills`);
+    assert.equal(report.faults.sigkill, 4, "one kill per round");
     assert.ok(report.faults.exit! >= 1, "no runner exited by its fault");
     assert.equal(report.faults.other_exit, 0);
     assert.ok(report.tilesCompared > 0);

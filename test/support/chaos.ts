@@ -4,6 +4,11 @@
  * every `killEveryMs` and starts a replacement. At the end every succeeded job's tiles are compared,
  * bit for bit, with an in-process run of the same spec.
  *
+ * With `kills`, the drill is driven by events instead of a timer (for tests, whose machine may be
+ * fast or loaded): the jobs are submitted in `kills` waves; each round submits its wave, waits until
+ * a runner holds a task, SIGKILLs it and waits until its replacement is ready. The number of kills,
+ * and that each one hits a runner with work, then do not depend on the machine's speed.
+ *
  *   const report = await runChaos({ natsUrl, modelDir, engine, store, jobs: 10, runners: 3, seed: 1 });
  *   // { jobs: 10, succeeded: 10, faults: { sigkill: 14 }, jobsLost: 0, tilesDiffering: 0, ... }
  *
@@ -36,6 +41,8 @@ export interface ChaosOptions {
   seed?: number;
   /** Pause between kills, uniform in [min, max] ms (default [500, 2000]). */
   killEveryMs?: readonly [number, number];
+  /** Event-driven drill with exactly this many kill rounds (1..jobs); see the file header. */
+  kills?: number;
   /**
    * Ready runners never killed below this many (default runners - 1: one runner down at a time;
    * the next kill waits for its replacement). Kills come faster than restarts (a runner process
@@ -146,16 +153,21 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const request = opts.request ?? defaultRequest;
   const faults: Record<string, number> = { sigkill: 0, exit: 0, other_exit: 0 };
   const live: (ChildProcess | null)[] = new Array(slots).fill(null);
+  /** Runner id of each slot's live process. */
+  const liveIds: string[] = new Array(slots).fill("");
+  if (opts.kills !== undefined && !(Number.isInteger(opts.kills) && opts.kills >= 1 && opts.kills <= jobs))
+    throw new Error(`chaos: kills must be an integer in 1..${jobs} (jobs), got ${opts.kills}`);
   const starting = new Set<Promise<unknown>>();
   let generation = 0;
 
   const restarts: number[] = [];
-  const replace = (slot: number) => {
+  const replace = (slot: number): Promise<unknown> => {
     const p = startRunner(slot).catch((err: unknown) =>
       log(`chaos: restart of slot ${slot} failed: ${String(err)}`),
     );
     starting.add(p);
     void p.finally(() => starting.delete(p));
+    return p;
   };
   const startRunner = async (slot: number): Promise<void> => {
     const gen = generation++;
@@ -180,6 +192,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       return;
     }
     live[slot] = child;
+    liveIds[slot] = id;
     child.once("exit", (code) => {
       if (live[slot] !== child || stopChaos) return; // killed by the drill, or the drill is over
       live[slot] = null;
@@ -202,25 +215,60 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   try {
     await Promise.all(Array.from({ length: slots }, (_, i) => startRunner(i)));
     const t0 = Date.now();
-    const ids = await Promise.all(
-      Array.from({ length: jobs }, async (_, i) => (await coordinator.jobs.submit(request(i))).record.id),
-    );
+    const deadline = t0 + (opts.timeoutMs ?? 180_000);
+    const submit = (from: number, to: number) =>
+      Promise.all(
+        Array.from(
+          { length: to - from },
+          async (_, i) => (await coordinator.jobs.submit(request(from + i))).record.id,
+        ),
+      );
+    /** SIGKILLs the slot's runner; resolves once it is gone, with its replacement's start. */
+    const kill = async (slot: number): Promise<{ replacement: Promise<unknown> }> => {
+      const victim = live[slot]!;
+      live[slot] = null;
+      await stopChild(victim);
+      faults.sigkill!++;
+      log(`chaos: SIGKILL runner slot ${slot} (${faults.sigkill} so far)`);
+      return { replacement: replace(slot) };
+    };
+    const ids: string[] = [];
+    if (opts.kills !== undefined) {
+      const rounds = opts.kills;
+      const minAlive = opts.minAlive ?? slots - 1;
+      /** A ready slot whose runner holds a task, once more than minAlive are ready (null at the deadline). */
+      const busySlot = async (): Promise<number | null> => {
+        while (Date.now() < deadline) {
+          const ready = live.map((c, i) => (c ? i : -1)).filter((i) => i >= 0);
+          const held = coordinator.load().inFlightByRunner;
+          const busy = ready.filter((i) => (held[liveIds[i]!] ?? 0) > 0);
+          if (ready.length > minAlive && busy.length > 0) return busy[Math.floor(random() * busy.length)]!;
+          await sleep(20); // polls a condition; the deadline bounds it
+        }
+        return null;
+      };
+      const untilDeadline = () =>
+        new Promise<void>((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref());
+      for (let round = 0; round < rounds; round++) {
+        const from = Math.floor((round * jobs) / rounds);
+        ids.push(...(await submit(from, Math.floor(((round + 1) * jobs) / rounds))));
+        const slot = await busySlot();
+        if (slot === null) break;
+        const { replacement } = await kill(slot);
+        await Promise.race([replacement, untilDeadline()]);
+      }
+    } else {
+      ids.push(...(await submit(0, jobs)));
+    }
     chaos = (async () => {
-      while (!stopChaos) {
+      while (!stopChaos && opts.kills === undefined) {
         await sleep(minGap + random() * (maxGap - minGap));
         if (stopChaos) return;
         const ready = live.map((c, i) => (c ? i : -1)).filter((i) => i >= 0);
         if (ready.length <= (opts.minAlive ?? slots - 1)) continue;
-        const slot = ready[Math.floor(random() * ready.length)]!;
-        const victim = live[slot]!;
-        live[slot] = null;
-        await stopChild(victim);
-        faults.sigkill!++;
-        log(`chaos: SIGKILL runner slot ${slot} (${faults.sigkill} so far)`);
-        replace(slot);
+        await kill(ready[Math.floor(random() * ready.length)]!);
       }
     })();
-    const deadline = t0 + (opts.timeoutMs ?? 180_000);
     const ends = new Map<string, JobRecord>();
     while (ends.size < ids.length && Date.now() < deadline) {
       for (const id of ids) {
@@ -239,6 +287,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     let tilesCompared = 0;
     let tilesDiffering = 0;
     const references = opts.references ?? new Map<string, Promise<TileStore>>();
+    if (ids.length < jobs)
+      lostReasons.push(`${jobs - ids.length} jobs never submitted: the deadline came first`);
     for (const id of ids) {
       const r = ends.get(id);
       if (r?.state !== "succeeded") {
