@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { ManualClock } from "../../core/clock.ts";
 import { LavieError } from "../../core/errors.ts";
 import { ensureModels } from "../../models/cache.ts";
 import { loadModelDirectory } from "../../models/loader.ts";
 import { limitsOf, planInfoOf } from "../engine.ts";
 import { Dispatcher } from "./dispatcher.ts";
-import { JobManager } from "./jobs.ts";
+import { JobManager, LATE_SWEEP_MS } from "./jobs.ts";
 import type { JobRecord, JobStorePort, TensorStorePort } from "./ports.ts";
 
 test("a job record that cannot be written is logged (never silently dropped) and the job goes on", async () => {
@@ -76,5 +77,43 @@ test("admission refusals are told apart by which queue is full, not by their tex
   await assert.rejects(submit("tenant b"), { code: "resource_exhausted", message: /queue is full/ });
   assert.deepEqual(refused, ["tenant", "global"]);
   for (const id of ids) await jobs.cancel(id);
+  dispatcher.close();
+});
+
+test("a job's deadline fails it at its time on the manager's clock; the late sweep follows", async () => {
+  const md = await loadModelDirectory(await ensureModels("tiny"), { verifyHashes: false });
+  const records = new Map<string, JobRecord>();
+  const store: JobStorePort = {
+    get: async (id) => records.get(id) ?? null,
+    list: async () => [...records.values()],
+    claim: async () => null,
+    release: async () => {},
+    put: async (r: JobRecord) => {
+      records.set(r.id, structuredClone(r));
+    },
+  };
+  const swept: number[] = [];
+  const clock = new ManualClock();
+  const tensors = {
+    deletePrefix: async () => {
+      swept.push(clock.now());
+      return 0;
+    },
+  } as unknown as TensorStorePort;
+  const dispatcher = new Dispatcher({ list: () => [] }, { execute: () => new Promise(() => {}) }, { clock });
+  const jobs = new JobManager(limitsOf(md), planInfoOf(md), store, tensors, dispatcher, { clock });
+  const t0 = clock.now();
+  const { record } = await jobs.submit({ prompt: "x", stopAfter: "base" }, { deadlineMs: 500 });
+  assert.equal(record.deadlineUnixMs, t0 + 500);
+  await clock.advance(499);
+  assert.equal((await jobs.get(record.id)).state, "running", "no runners: it waits, within its deadline");
+  await clock.advance(1);
+  const failed = await jobs.get(record.id);
+  assert.equal(failed.state, "failed");
+  assert.match(failed.error ?? "", /^deadline exceeded: the job did not finish within 0\.5 s/);
+  assert.equal(failed.updatedMs, t0 + 500);
+  assert.deepEqual(swept, [t0 + 500], "its objects are swept at once");
+  await clock.advance(LATE_SWEEP_MS);
+  assert.deepEqual(swept, [t0 + 500, t0 + 500 + LATE_SWEEP_MS], "and again once late writes settled");
   dispatcher.close();
 });

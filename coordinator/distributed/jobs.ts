@@ -15,6 +15,7 @@
 import { randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { type Context, type Span, trace } from "@opentelemetry/api";
+import { type Clock, systemClock, type Timer } from "../../core/clock.ts";
 import { LavieError } from "../../core/errors.ts";
 import type { JobRequest, ModelLimits } from "../../core/job.ts";
 import { resolveJob } from "../../core/job.ts";
@@ -64,6 +65,8 @@ export interface JobManagerOptions {
   onRefused?(queue: "tenant" | "global"): void;
   /** Called once when a job reaches a terminal state, with its submit-to-end latency (metrics). */
   onJobFinished?(state: "succeeded" | "failed" | "cancelled", ms: number): void;
+  /** Time and timers: record times, deadlines, the late sweep (default: the system clock). */
+  clock?: Clock;
 }
 
 export interface SubmitOptions {
@@ -90,7 +93,7 @@ interface Live {
   seq: number;
   /** Position last announced to watchers (0: not queued). */
   position: number;
-  deadlineTimer?: NodeJS.Timeout;
+  deadlineTimer?: Timer;
   abort: AbortController;
   /** Set by cancel(): an abort that is not a failure. */
   cancelled: boolean;
@@ -130,6 +133,7 @@ export class JobManager {
   private readonly onJobFinished: JobManagerOptions["onJobFinished"];
   private readonly onRefused: JobManagerOptions["onRefused"];
   private readonly log: (line: string) => void;
+  private readonly clock: Clock;
 
   constructor(
     private readonly limits: ModelLimits,
@@ -147,6 +151,7 @@ export class JobManager {
     this.onJobFinished = opts.onJobFinished;
     this.onRefused = opts.onRefused;
     this.log = opts.log ?? (() => {});
+    this.clock = opts.clock ?? systemClock;
   }
 
   /** Loads unfinished jobs from the job store and queues them again (after a restart). */
@@ -213,7 +218,7 @@ export class JobManager {
           return { record, created: false };
         }
       }
-      const now = Date.now();
+      const now = this.clock.now();
       const record: JobRecord = {
         id,
         state: "queued",
@@ -283,7 +288,7 @@ export class JobManager {
     for (let i = 0; i < 50; i++) {
       const r = this.live.get(id)?.record ?? (await this.jobs.get(id));
       if (r) return r;
-      await new Promise((res) => setTimeout(res, 20));
+      await this.clock.sleep(20);
     }
     throw new LavieError("unavailable", `job ${id} for this idempotency key is not readable yet; retry`);
   }
@@ -392,9 +397,8 @@ export class JobManager {
     };
     this.live.set(record.id, l);
     if (record.deadlineUnixMs) {
-      const left = record.deadlineUnixMs - Date.now();
-      l.deadlineTimer = setTimeout(() => void this.expire(l), Math.max(0, left));
-      l.deadlineTimer.unref();
+      const left = record.deadlineUnixMs - this.clock.now();
+      l.deadlineTimer = this.clock.setTimeout(() => void this.expire(l), Math.max(0, left)).unref();
     }
     this.queued.add(record.id);
     this.order = null;
@@ -437,13 +441,13 @@ export class JobManager {
       this.running++;
       this.runningByTenant.set(tenant, (this.runningByTenant.get(tenant) ?? 0) + 1);
       this.lastStarted.set(tenant, this.starts++);
-      const t0 = Date.now();
+      const t0 = this.clock.now();
       void this.run(l).finally(() => {
         this.running--;
         const n = (this.runningByTenant.get(tenant) ?? 1) - 1;
         if (n > 0) this.runningByTenant.set(tenant, n);
         else this.runningByTenant.delete(tenant);
-        const ms = Date.now() - t0;
+        const ms = this.clock.now() - t0;
         this.jobMsAverage = this.jobMsAverage === 0 ? ms : 0.8 * this.jobMsAverage + 0.2 * ms;
         this.order = null;
         this.startNext();
@@ -465,7 +469,7 @@ export class JobManager {
   }
 
   private save(l: Live): Promise<void> {
-    l.record.updatedMs = Date.now();
+    l.record.updatedMs = this.clock.now();
     const snapshot = structuredClone(l.record);
     // The job goes on from memory; a later save carries this one's content. A record that cannot
     // be written at all (e.g. over the NATS message limit) would not survive a restart: say so.
@@ -485,11 +489,11 @@ export class JobManager {
   ): Promise<void> {
     if (TERMINAL.has(record.state)) return;
     const l = this.live.get(record.id);
-    if (l?.deadlineTimer) clearTimeout(l.deadlineTimer);
+    l?.deadlineTimer?.cancel();
     record.state = state;
     record.error = error;
     try {
-      this.onJobFinished?.(state, Date.now() - record.createdMs);
+      this.onJobFinished?.(state, this.clock.now() - record.createdMs);
     } catch {
       // metrics never affect the job
     }
@@ -513,7 +517,7 @@ export class JobManager {
       l.listeners.clear();
       this.forget(record.id);
     } else {
-      record.updatedMs = Date.now();
+      record.updatedMs = this.clock.now();
       await this.jobs.put(record);
     }
     if (state === "succeeded" && this.keepTensors) return;
@@ -521,7 +525,9 @@ export class JobManager {
     await this.tensors.deletePrefix(prefix).catch(() => 0);
     if (state !== "succeeded") {
       // Attempts cancelled mid-write may still store an output tile: sweep again once they settle.
-      setTimeout(() => void this.tensors.deletePrefix(prefix).catch(() => 0), LATE_SWEEP_MS).unref();
+      this.clock
+        .setTimeout(() => void this.tensors.deletePrefix(prefix).catch(() => 0), LATE_SWEEP_MS)
+        .unref();
     }
   }
 
