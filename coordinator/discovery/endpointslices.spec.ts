@@ -17,7 +17,7 @@ const runnerLabels = (stage: string) => ({
   "lavie.dev/stage": stage,
 });
 
-async function until(what: string, cond: () => boolean, ms = 3_000): Promise<void> {
+async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

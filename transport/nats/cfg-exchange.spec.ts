@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { LavieError } from "../../core/errors.ts";
 import { type NatsServerHandle, startNatsServer } from "../../test/support/nats-server.ts";
-import { cfgSubject, NatsCfgExchange } from "./cfg-exchange.ts";
+import { CFG_STREAM, cfgSubject, NatsCfgExchange } from "./cfg-exchange.ts";
 import { connectNats, type NatsClients } from "./connect.ts";
 
 describe("NatsCfgExchange", () => {
@@ -23,6 +23,18 @@ describe("NatsCfgExchange", () => {
 
   const values = (n: number, k: number) => Float32Array.from({ length: n }, (_, i) => i * 0.5 + k);
 
+  /** Resolves once the stream holds the last part ("n/n") on `subject`: its publisher is done. */
+  async function published(subject: string): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const msg = await a.jsm.streams.getMessage(CFG_STREAM, { last_by_subj: subject }).catch(() => null);
+      const [k, n] = (msg?.header?.get("Lavie-Part") ?? "").split("/");
+      if (k && k === n) return;
+      if (Date.now() > deadline) assert.fail(`nothing published on ${subject} within 30 s`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
   test("two members swap every step, in multi-part messages, whichever asks first", async () => {
     const ea = await NatsCfgExchange.open(a, { maxMessageBytes: 1000 });
     const eb = await NatsCfgExchange.open(b, { maxMessageBytes: 1000 }); // the stream exists already
@@ -31,13 +43,16 @@ describe("NatsCfgExchange", () => {
     const c = eb.member({ ...m, branch: "cond" });
     const n = 1500; // 6000 bytes: 6 parts
     for (let step = 0; step < 3; step++) {
-      const pu = u.swap(step, values(n, step));
-      await new Promise((r) => setTimeout(r, 50)); // cond publishes after uncond is waiting
-      const [gotU, gotC] = await Promise.all([pu, c.swap(step, values(n, 100 + step))]);
-      assert.deepEqual(gotU, values(n, 100 + step));
-      assert.deepEqual(gotC, values(n, step));
+      // Steps 0 and 2: uncond publishes and waits before cond asks (cond is a late reader); step 1:
+      // cond first.
+      const [first, second] = step === 1 ? [c, u] : [u, c];
+      const mineOf = (x: typeof u) => (x === u ? values(n, step) : values(n, 100 + step));
+      const p1 = first.swap(step, mineOf(first));
+      await published(cfgSubject({ ...m, branch: first === u ? "uncond" : "cond" }, step));
+      const [got1, got2] = await Promise.all([p1, second.swap(step, mineOf(second))]);
+      assert.deepEqual(got1, mineOf(second));
+      assert.deepEqual(got2, mineOf(first));
     }
-    // (cond read uncond's message published 50 ms before it asked: a late reader still gets it.)
     assert.equal(cfgSubject({ ...m, attempt: 2, branch: "cond" }, 0), "lavie.cfg.job-1.base_cfg.2.0.cond");
   });
 
@@ -55,9 +70,18 @@ describe("NatsCfgExchange", () => {
     const lone = ex.member({ jobId: "job-3", gang: "base_cfg", attempt: 1, branch: "uncond" });
     const ac = new AbortController();
     const p = lone.swap(0, values(8, 0), ac.signal);
-    setTimeout(() => ac.abort(new LavieError("cancelled", "stop")), 100);
-    const t0 = Date.now();
+    // Aborted while waiting for its peer (its own output is out): rejects with the abort's reason,
+    // not the peer timeout (60 s by default).
+    await published(cfgSubject({ jobId: "job-3", gang: "base_cfg", attempt: 1, branch: "uncond" }, 0));
+    let settled = false;
+    void p
+      .catch(() => {})
+      .finally(() => {
+        settled = true;
+      });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(settled, false, "waits for its peer");
+    ac.abort(new LavieError("cancelled", "stop"));
     await assert.rejects(p, (e: unknown) => e instanceof LavieError && e.code === "cancelled");
-    assert.ok(Date.now() - t0 < 2_000);
   });
 });
