@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { after, before, test } from "node:test";
+import type { DispatcherLoad } from "../../coordinator/distributed/dispatcher.ts";
 import type { JobRecord } from "../../coordinator/distributed/ports.ts";
 import { LocalEngine } from "../../coordinator/engine.ts";
 import { runPlanLocally } from "../../coordinator/executor/local.ts";
@@ -41,7 +42,16 @@ async function startRunner(id: string): Promise<void> {
   runners.push(child);
 }
 
-async function until(id: string, pred: (r: JobRecord) => boolean, timeoutMs = 120_000): Promise<JobRecord> {
+/** Polls the dispatcher's load until `pred` holds; fails after `ms` (a bound, not a timing check). */
+async function waitForLoad(what: string, pred: (l: DispatcherLoad) => boolean, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred(coordinator.load())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+
+async function until(id: string, pred: (r: JobRecord) => boolean, timeoutMs = 180_000): Promise<JobRecord> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = await coordinator.jobs.get(id);
@@ -101,7 +111,9 @@ test("with one base runner a cfgParallel job waits queued; a second runner lets 
   const { record } = await coordinator.jobs.submit(req);
   // The text task runs on the one runner; the gang then needs two distinct runners and waits.
   await until(record.id, (r) => r.done["text.base#0"] !== undefined);
-  await new Promise((res) => setTimeout(res, 1_500));
+  // Both members queued, nothing of the base stage running, the runner free: the gang waits (the
+  // dispatcher looks at its queue on every submit and finish, so this is its answer, not a moment).
+  await waitForLoad("the gang queued", (l) => (l.queuedGang.base ?? 0) === 2 && (l.inFlight.base ?? 0) === 0);
   const waiting = await coordinator.jobs.get(record.id);
   assert.equal(waiting.state, "running");
   assert.equal(waiting.done["base.latent#0"], undefined);
