@@ -42,11 +42,14 @@ async function startRunner(stages: string, id: string): Promise<ChildProcess> {
   return child;
 }
 
-async function waitFor(id: string): Promise<void> {
+/** Polls until the job succeeded; fails on failure, or after `ms` (a bound, not a timing check). */
+async function waitFor(id: string, ms = 300_000): Promise<void> {
+  const deadline = Date.now() + ms;
   for (;;) {
     const r = await coordinator.jobs.get(id);
     if (r.state === "succeeded") return;
     if (r.state === "failed" || r.state === "cancelled") throw new Error(`job ${id} ${r.state}: ${r.error}`);
+    if (Date.now() > deadline) throw new Error(`job ${id} still ${r.state} after ${ms} ms`);
     await new Promise((res) => setTimeout(res, 50));
   }
 }
