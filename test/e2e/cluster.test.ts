@@ -68,7 +68,7 @@ after(async () => {
 });
 
 test("a job submitted through LavieClient runs on the cluster; its MP4 has 61 frames at 192x128", {
-  timeout: 90_000,
+  timeout: 300_000,
 }, async () => {
   const key = `e2e-${process.pid}-${Date.now()}`;
   const { job, created } = await client.submit(tinyJob("a panda playing guitar"), { idempotencyKey: key });
@@ -118,7 +118,7 @@ test("a job submitted through LavieClient runs on the cluster; its MP4 has 61 fr
 });
 
 test("malformed requests get INVALID_ARGUMENT / NOT_FOUND and the coordinator keeps serving", {
-  timeout: 30_000,
+  timeout: 120_000,
 }, async () => {
   await rejectsWith(client.submit({ prompt: "" }), "invalid_argument", "prompt");
   await rejectsWith(client.submit({ prompt: "x", base: { steps: 0 } }), "invalid_argument", "base.steps");
@@ -162,7 +162,7 @@ test("malformed requests get INVALID_ARGUMENT / NOT_FOUND and the coordinator ke
 });
 
 test("lavie generate --server submits to the coordinator and writes the MP4", {
-  timeout: 90_000,
+  timeout: 300_000,
 }, async () => {
   const out = join(dir, "cli.mp4");
   const r = await exec(
@@ -180,7 +180,7 @@ test("lavie generate --server submits to the coordinator and writes the MP4", {
       "--out",
       out,
     ],
-    { cwd: repo, timeout: 80_000 },
+    { cwd: repo, timeout: 280_000 },
   ).catch((e: { code: number; stdout: string; stderr: string }) =>
     assert.fail(`exit ${e.code}:\n${e.stderr}${tail()}`),
   );
@@ -196,7 +196,7 @@ test("lavie generate --server submits to the coordinator and writes the MP4", {
     [join(repo, "bin", "lavie.js"), "jobs", "list", "--server", cluster.address, "--json"],
     {
       cwd: repo,
-      timeout: 30_000,
+      timeout: 120_000,
     },
   );
   const jobs = JSON.parse(list.stdout) as { id: string; state: string }[];
@@ -207,7 +207,7 @@ test("lavie generate --server submits to the coordinator and writes the MP4", {
     [join(repo, "bin", "lavie.js"), "jobs", "get", "no-such-job", "--server", cluster.address],
     {
       cwd: repo,
-      timeout: 30_000,
+      timeout: 120_000,
     },
   ).then(
     () => assert.fail("expected a failure"),

@@ -343,25 +343,45 @@ test("one trace per job: runner steps -> runner task -> dispatch -> stage -> job
     client.close();
   }
 
-  // Wait for the batches: the job span ends at "done"; runners export every 200 ms.
-  const t0 = Date.now();
+  // Wait for the batches (the job span ends at "done"; runners export every 200 ms) until every
+  // span the assertions below look at has arrived: bounded, not timed.
   const byId = () => new Map(spans.map((s) => [s.spanId, s]));
   const submitSpan = () =>
     spans.find((s) => s.name === "lavie.v1.JobService/SubmitJob" && s.attributes["lavie.job_id"] === jobId);
-  for (;;) {
+  const NAMES = [
+    "job",
+    "plan",
+    "stage base",
+    "stage interpolation",
+    "stage vsr",
+    "input fetch",
+    "output write",
+  ];
+  const arrived = (): boolean => {
     const submit = submitSpan();
-    const jobSpan = spans.find((s) => s.name === "job" && s.attributes["lavie.job_id"] === jobId);
-    const steps = spans.filter((s) => s.name === "denoise step" && s.traceId === submit?.traceId);
+    if (!submit) return false;
+    const inTrace = spans.filter((s) => s.traceId === submit.traceId);
+    if (!NAMES.every((n) => inTrace.some((s) => s.name === n))) return false;
+    const steps = inTrace.filter((s) => s.name === "denoise step");
     // 2 base + 1 per interpolation chunk + 1 per VSR task (at least 4 steps in all).
-    if (submit && jobSpan && steps.length >= 4) break;
-    if (Date.now() - t0 > 30_000) {
+    if (steps.length < 4) return false;
+    const index = byId();
+    return steps.every((step) => {
+      let cur: SpanRec | undefined = step;
+      while (cur && cur.spanId !== submit.spanId)
+        cur = cur.parentSpanId ? index.get(cur.parentSpanId) : undefined;
+      return cur !== undefined;
+    });
+  };
+  const deadline = Date.now() + 120_000;
+  while (!arrived()) {
+    if (Date.now() > deadline) {
       assert.fail(
-        `spans missing after 30 s: ${[...new Set(spans.map((s) => `${s.service}:${s.name}`))].join(", ")}`,
+        `spans missing after 120 s: ${[...new Set(spans.map((s) => `${s.service}:${s.name}`))].join(", ")}`,
       );
     }
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 100));
   }
-  await new Promise((r) => setTimeout(r, 600)); // the last runner batch
   const submit = submitSpan()!;
   const index = byId();
   assert.equal(submit.traceId, CALLER.split("-")[1], "the job's trace is the caller's");
