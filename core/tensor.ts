@@ -2,6 +2,8 @@
  * A minimal dense float32 tensor (row-major) and the box operations that plans use to cut tensors
  * into frame chunks and spatial patches and to put them back together.
  */
+import { LavieError } from "./errors.ts";
+
 export interface Tensor {
   readonly shape: readonly number[];
   readonly data: Float32Array;
@@ -26,7 +28,10 @@ export function stridesOf(shape: readonly number[]): number[] {
 export function tensor(shape: readonly number[], data?: Float32Array): Tensor {
   const n = numel(shape);
   if (data && data.length !== n) {
-    throw new Error(`tensor: data has ${data.length} elements, shape [${shape.join(",")}] needs ${n}`);
+    throw new LavieError(
+      "internal",
+      `tensor: data has ${data.length} elements, shape [${shape.join(",")}] needs ${n}`,
+    );
   }
   return { shape: [...shape], data: data ?? new Float32Array(n) };
 }
@@ -39,13 +44,19 @@ export interface Box {
 
 function checkBox(shape: readonly number[], box: Box, what: string): void {
   if (box.start.length !== shape.length || box.size.length !== shape.length) {
-    throw new Error(`${what}: box rank ${box.start.length} does not match tensor rank ${shape.length}`);
+    throw new LavieError(
+      "internal",
+      `${what}: box rank ${box.start.length} does not match tensor rank ${shape.length}`,
+    );
   }
   for (let i = 0; i < shape.length; i++) {
     const s = box.start[i]!;
     const z = box.size[i]!;
     if (s < 0 || z < 0 || s + z > shape[i]!) {
-      throw new Error(`${what}: box [${s}, ${s + z}) outside dimension ${i} of size ${shape[i]}`);
+      throw new LavieError(
+        "internal",
+        `${what}: box [${s}, ${s + z}) outside dimension ${i} of size ${shape[i]}`,
+      );
     }
   }
 }
@@ -99,13 +110,14 @@ export function writeBox(dst: Tensor, src: Tensor, start: readonly number[]): vo
 /** Concatenates tensors along one axis (all other dimensions equal). */
 export function concat(parts: readonly Tensor[], axis: number): Tensor {
   const first = parts[0];
-  if (!first) throw new Error("concat: no tensors");
+  if (!first) throw new LavieError("internal", "concat: no tensors");
   const shape = [...first.shape];
   let total = 0;
   for (const p of parts) {
-    if (p.shape.length !== shape.length) throw new Error("concat: rank mismatch");
+    if (p.shape.length !== shape.length) throw new LavieError("internal", "concat: rank mismatch");
     for (let i = 0; i < shape.length; i++) {
-      if (i !== axis && p.shape[i] !== shape[i]) throw new Error(`concat: dimension ${i} differs`);
+      if (i !== axis && p.shape[i] !== shape[i])
+        throw new LavieError("internal", `concat: dimension ${i} differs`);
     }
     total += p.shape[axis]!;
   }

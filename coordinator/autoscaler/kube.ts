@@ -14,6 +14,7 @@
  * appearing in the runner directory, recorded in `coldStarts` and logged.
  */
 import * as k8s from "@kubernetes/client-node";
+import { LavieError } from "../../core/errors.ts";
 import type { DispatcherLoad } from "../distributed/dispatcher.ts";
 import type { RunnerDirectory, RunnerInfo } from "../distributed/ports.ts";
 import {
@@ -84,7 +85,7 @@ export class KubeScaleTarget implements ScaleTarget {
 
   private deployment(stage: string): string {
     const name = this.opts.deployments[stage];
-    if (!name) throw new Error(`no Deployment configured for stage ${stage}`);
+    if (!name) throw new LavieError("failed_precondition", `no Deployment configured for stage ${stage}`);
     return name;
   }
 

@@ -9,6 +9,7 @@
  * A task depends only on the tasks whose tiles it reads, so e.g. super-resolution of the first
  * chunk can start as soon as the frames it needs are decoded.
  */
+import { LavieError } from "../../core/errors.ts";
 import type { JobSpec } from "../../core/job.ts";
 import type { Box } from "../../core/tensor.ts";
 import { type AxisSplit, planTiles, type TilePlan, tilesCovering } from "../../core/tiling/index.ts";
@@ -67,7 +68,7 @@ class PlanBuilder {
 
   read(tensor: string, box?: Box): TensorRead {
     const t = this.tensors[tensor];
-    if (!t) throw new Error(`plan: unknown tensor ${tensor}`);
+    if (!t) throw new LavieError("internal", `plan: unknown tensor ${tensor}`);
     return { tensor, box: box ?? full(t.tiles.shape) };
   }
 
@@ -79,7 +80,7 @@ class PlanBuilder {
       const ids = this.producers.get(r.tensor)!;
       for (const i of tilesCovering(t.tiles, r.box)) {
         const id = ids[i];
-        if (!id) throw new Error(`plan: tile ${i} of ${r.tensor} read before it is planned`);
+        if (!id) throw new LavieError("internal", `plan: tile ${i} of ${r.tensor} read before it is planned`);
         deps.add(id);
       }
     }

@@ -15,7 +15,7 @@ import {
   toBinary,
 } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import type { LavieError } from "../../core/errors.ts";
+import { LavieError } from "../../core/errors.ts";
 import { malformedMessage } from "./malformed.ts";
 import { toGrpcError } from "./status.ts";
 
@@ -120,7 +120,7 @@ export interface CallOptions {
 
 function method<S extends DescService>(service: S, name: keyof Methods<S> & string): DescMethod {
   const m = service.method[name] as DescMethod | undefined;
-  if (!m) throw new Error(`${service.typeName} has no method ${name}`);
+  if (!m) throw new LavieError("internal", `${service.typeName} has no method ${name}`);
   return m;
 }
 

@@ -28,6 +28,7 @@
  * (helm/lavie-serve/templates/_helpers.tpl, "lavie.natsPermissions"); test/helm/chart.test.ts checks
  * that they are equal.
  */
+import { invalidArgument, LavieError } from "../../core/errors.ts";
 import { CFG_STREAM, CFG_SUBJECT_PREFIX } from "./cfg-exchange.ts";
 import { DEFAULT_JOBS_BUCKET } from "./kv.ts";
 import { DEFAULT_RUNNERS_BUCKET } from "./registry.ts";
@@ -63,7 +64,7 @@ const NAME = /^[A-Za-z0-9_-]{1,64}$/;
 const INBOX = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 
 function checkName(field: string, v: string): string {
-  if (!NAME.test(v)) throw new Error(`${field}: "${v}" must be 1-64 characters of [A-Za-z0-9_-]`);
+  if (!NAME.test(v)) throw invalidArgument(field, `"${v}" must be 1-64 characters of [A-Za-z0-9_-]`);
   return v;
 }
 
@@ -90,7 +91,10 @@ export function rolePermissions(role: NatsRole, params: NatsPermissionParams = {
   const cfg = checkName("cfgStream", params.cfgStream ?? CFG_STREAM);
   const inbox = params.inboxPrefix ?? defaultInboxPrefix(role);
   if (!INBOX.test(inbox)) {
-    throw new Error(`inboxPrefix: "${inbox}" must be dot-separated tokens of [A-Za-z0-9_-] (no wildcards)`);
+    throw invalidArgument(
+      "inboxPrefix",
+      `"${inbox}" must be dot-separated tokens of [A-Za-z0-9_-] (no wildcards)`,
+    );
   }
   const kvJobs = `KV_${jobs}`;
   const kvRunners = `KV_${runners}`;
@@ -138,7 +142,7 @@ export function rolePermissions(role: NatsRole, params: NatsPermissionParams = {
         subscribe: { allow: [`${inbox}.>`] },
       };
     default:
-      throw new Error(`role: "${String(role)}" is not one of ${NATS_ROLES.join(", ")}`);
+      throw invalidArgument("role", `"${String(role)}" is not one of ${NATS_ROLES.join(", ")}`);
   }
 }
 
@@ -170,11 +174,14 @@ export function authorizationBlock(users: NatsUser[], params: NatsPermissionPara
   const lines = ["authorization {", "  users = ["];
   for (const u of users) {
     if (!/^[A-Za-z0-9_.@-]{1,128}$/.test(u.user)) {
-      throw new Error(`user: "${u.user}" must be 1-128 characters of [A-Za-z0-9_.@-]`);
+      throw invalidArgument("user", `"${u.user}" must be 1-128 characters of [A-Za-z0-9_.@-]`);
     }
-    if (seen.has(u.user)) throw new Error(`user: "${u.user}" is listed twice`);
+    if (seen.has(u.user)) throw invalidArgument("user", `"${u.user}" is listed twice`);
     seen.add(u.user);
-    if (u.password.length === 0) throw new Error(`password of user "${u.user}": must not be empty`);
+    if (u.password.length === 0)
+      throw new LavieError("invalid_argument", `password of user "${u.user}": must not be empty`, {
+        field: "password",
+      });
     const p = rolePermissions(u.role, { ...params, ...(u.inboxPrefix && { inboxPrefix: u.inboxPrefix }) });
     const password = /^\$[A-Za-z_][A-Za-z0-9_]*$/.test(u.password) ? u.password : q(u.password);
     lines.push(
