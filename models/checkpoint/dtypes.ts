@@ -76,15 +76,8 @@ export function checkedNumel(shape: unknown, itemSize: number, maxBytes: number,
   return n;
 }
 
-export function contiguousStride(shape: readonly number[]): number[] {
-  const s = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= shape[i]!;
-  }
-  return s;
-}
+/** Row-major strides in elements (the project's one definition, core/tensor.ts). */
+export { stridesOf as contiguousStride } from "../../core/tensor.ts";
 
 export function dataLoss(field: string, message: string): LavieError {
   return new LavieError("data_loss", `${field}: ${message}`, { field, retryable: false });
