@@ -14,6 +14,15 @@ import { parseBytes, parsePreset, parseRunnablePreset, parseSeed } from "../opti
 
 const out = (s = "") => process.stdout.write(`${s}\n`);
 
+/** --external-data-threshold, shared by build and import. */
+const externalDataOption = () =>
+  new Option(
+    "--external-data-threshold <bytes>",
+    "networks with more weight bytes use an external .onnx.data file",
+  )
+    .argParser(parseBytes)
+    .default(DEFAULT_EXTERNAL_DATA_THRESHOLD, "1G");
+
 export function registerModelsCommands(program: Command): void {
   const models = program.command("models").description("build, inspect and verify model directories");
 
@@ -27,14 +36,7 @@ export function registerModelsCommands(program: Command): void {
     )
     .addOption(new Option("--out <dir>", "output directory (created if missing)").makeOptionMandatory())
     .addOption(new Option("--seed <n>", "weight seed, integer 0..4294967295").argParser(parseSeed).default(0))
-    .addOption(
-      new Option(
-        "--external-data-threshold <bytes>",
-        "networks with more weight bytes use an external .onnx.data file",
-      )
-        .argParser(parseBytes)
-        .default(DEFAULT_EXTERNAL_DATA_THRESHOLD, "1G"),
-    )
+    .addOption(externalDataOption())
     .action(async (o: { preset: string; out: string; seed: number; externalDataThreshold: number }) => {
       out(`building preset ${o.preset} (seed ${o.seed}) into ${o.out}`);
       const summary = await buildModelDirectory(o.preset, o.out, {
@@ -97,14 +99,7 @@ export function registerModelsCommands(program: Command): void {
       ]),
     )
     .option("--fp16", "store weights as float16 (half the files, for GPU runners; computed in float32)")
-    .addOption(
-      new Option(
-        "--external-data-threshold <bytes>",
-        "networks with more weight bytes use an external .onnx.data file",
-      )
-        .argParser(parseBytes)
-        .default(DEFAULT_EXTERNAL_DATA_THRESHOLD, "1G"),
-    )
+    .addOption(externalDataOption())
     .action(
       async (o: {
         from: string;
